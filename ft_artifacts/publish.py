@@ -1,0 +1,170 @@
+"""Publish an artifact folder to a Hugging Face dataset repo (one commit, optional tag) and download it back.
+
+In: a local artifact folder and a ``repo_id``. Out: a commit on the Hub (described by a dict with its oid, URL
+and the uploaded file list), or a local snapshot path for ``download_artifact``. Tokens come only from
+huggingface_hub's usual sources (``HF_TOKEN``, ``hf auth login``) and are never logged or stored here.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import logging
+from pathlib import Path, PurePosixPath
+
+from ft_artifacts.errors import ArtifactError, PublishError
+
+logger = logging.getLogger(__name__)
+
+_HASH_CHUNK = 1 << 20
+
+
+def _is_ignored(rel: PurePosixPath) -> bool:
+    """Hidden files and folders (incl. ``.cache``/``.partial``/``.git``) and ``*.tmp`` are never published."""
+    return any(part.startswith(".") for part in rel.parts) or fnmatch.fnmatch(rel.name, "*.tmp")
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(_HASH_CHUNK), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def plan_upload(folder: str | Path) -> list[dict]:
+    """Every file under ``folder`` that would be published: ``{"path", "size", "sha256"}``, sorted by path.
+
+    Skips hidden files/folders (any path part starting with '.', which covers ``.cache`` and ``.partial``)
+    and ``*.tmp`` files. Raises ``ArtifactError`` if ``folder`` is not a directory.
+    """
+    root = Path(folder)
+    if not root.is_dir():
+        raise ArtifactError(f"artifact folder not found: {root} (build the artifact first or fix the path)")
+    plan = []
+    for path in root.rglob("*"):
+        rel = PurePosixPath(path.relative_to(root).as_posix())
+        if path.is_file() and not _is_ignored(rel):
+            plan.append({"path": str(rel), "size": path.stat().st_size, "sha256": _sha256(path)})
+    return sorted(plan, key=lambda item: item["path"])
+
+
+def _hub_error_message(err: Exception, repo_id: str, revision: str | None) -> str | None:
+    """One-line, token-free explanation (problem + fix) of a huggingface_hub/httpx error, or None if unknown."""
+    from huggingface_hub import errors as hf_errors
+
+    where = f"{repo_id}@{revision}" if revision else repo_id
+    status = getattr(getattr(err, "response", None), "status_code", None)
+    if isinstance(err, hf_errors.OfflineModeIsEnabled):
+        return f"cannot reach the Hub for {where}: HF_HUB_OFFLINE is set; unset it to go online"
+    if isinstance(err, hf_errors.RevisionNotFoundError):
+        return f"revision {revision!r} not found in dataset repo {repo_id}: check the branch/tag name"
+    if isinstance(err, hf_errors.RepositoryNotFoundError) or status == 404:
+        return (f"dataset repo {repo_id} not found, or private and you are not logged in: check the repo id, "
+                "or run `hf auth login` / set HF_TOKEN")
+    if status == 401:
+        return f"not authenticated for dataset repo {repo_id}: run `hf auth login` or set HF_TOKEN"
+    if status == 403:
+        return f"access to {repo_id} is forbidden for your token: use a token with access (write access to publish)"
+    if isinstance(err, hf_errors.HFValidationError):
+        return f"invalid repo id {repo_id!r}: expected 'namespace/name' with letters, digits, '-', '_' or '.'"
+    if isinstance(err, hf_errors.HfHubHTTPError):
+        return f"the Hub answered HTTP {status} for {where}: retry later or check https://status.huggingface.co"
+    if _is_connection_error(err):
+        return f"cannot reach the Hub for {where}: check your network, proxy or HF_ENDPOINT"
+    return None
+
+
+def _is_connection_error(err: Exception) -> bool:
+    """Network-level failure, whichever HTTP client this huggingface_hub uses (httpx2, httpx or requests)."""
+    names = {"TransportError", "ConnectionError", "Timeout", "TimeoutException"}
+    return isinstance(err, (ConnectionError, TimeoutError)) or any(c.__name__ in names for c in type(err).__mro__)
+
+
+def _api(token: str | None):
+    from huggingface_hub import HfApi
+
+    return HfApi(token=token, library_name="ft-artifacts")
+
+
+def _create_tag(api, repo_id: str, tag: str, commit_oid: str) -> None:
+    from huggingface_hub.errors import HfHubHTTPError
+
+    try:
+        api.create_tag(repo_id, tag=tag, revision=commit_oid, repo_type="dataset")
+    except HfHubHTTPError as err:
+        if err.response is None or err.response.status_code != 409:
+            raise
+        logger.warning("tag %r already exists in %s; left unchanged (it does not point at %s)", tag, repo_id,
+                       commit_oid[:12])
+
+
+def _commit_folder(api, root: Path, repo_id: str, plan: list[dict], revision: str, message: str):
+    """Upload every planned file in a single commit (create_commit never splits, unlike xet's upload_folder)."""
+    from huggingface_hub import CommitOperationAdd
+
+    operations = [CommitOperationAdd(path_in_repo=item["path"], path_or_fileobj=root / item["path"])
+                  for item in plan]
+    return api.create_commit(repo_id, operations, commit_message=message, repo_type="dataset", revision=revision)
+
+
+def push_folder(folder: str | Path, repo_id: str, *, private: bool = False, revision: str | None = None,
+                commit_message: str | None = None, tag: str | None = None, token: str | None = None) -> dict:
+    """Publish ``folder`` to dataset repo ``repo_id`` in ONE commit, optionally on a branch and tagged.
+
+    Returns ``{"repo_id", "revision", "commit_oid", "commit_url", "files"}`` where ``files`` is ``plan_upload``.
+    If nothing changed since the branch head, no commit is made and the head commit is returned.
+    Raises ``PublishError`` with a one-line fix for auth, permission, not-found and connection problems.
+    """
+    root = Path(folder)
+    plan = plan_upload(root)
+    if not plan:
+        raise PublishError(f"nothing to publish: {root} has no files (after skipping hidden and temp files)")
+    branch = revision or "main"
+    try:
+        api = _api(token)
+        repo_id = api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True).repo_id
+        if branch != "main":
+            api.create_branch(repo_id, branch=branch, repo_type="dataset", exist_ok=True)
+        info = _commit_folder(api, root, repo_id, plan, branch, commit_message or f"Publish {root.name}")
+        if tag:
+            _create_tag(api, repo_id, tag, info.oid)
+    except Exception as err:  # noqa: BLE001 - translated below or re-raised untouched
+        message = _hub_error_message(err, repo_id, branch)
+        if message is None:
+            raise
+        raise PublishError(message) from err
+    logger.info("published %d files to %s@%s (commit %s)", len(plan), repo_id, branch, info.oid[:12])
+    return {"repo_id": repo_id, "revision": branch, "commit_oid": info.oid, "commit_url": info.commit_url,
+            "files": plan}
+
+
+def download_artifact(repo_id: str, revision: str | None = None, cache_dir: str | Path | None = None) -> Path:
+    """Download (or reuse from cache) a published artifact; returns the local snapshot folder.
+
+    Honours ``HF_HUB_OFFLINE``: offline, only a cached snapshot is returned. Raises ``ArtifactError`` with a
+    one-line fix when the repo or revision does not exist, the Hub is unreachable, or (offline) nothing is cached.
+    """
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    try:
+        path = snapshot_download(repo_id, repo_type="dataset", revision=revision, cache_dir=cache_dir)
+    except LocalEntryNotFoundError as err:
+        raise ArtifactError(_not_cached_message(repo_id, revision)) from err
+    except Exception as err:  # noqa: BLE001 - translated below or re-raised untouched
+        message = _hub_error_message(err, repo_id, revision)
+        if message is None:
+            raise
+        raise ArtifactError(message) from err
+    logger.info("artifact %s@%s available at %s", repo_id, revision or "main", path)
+    return Path(path)
+
+
+def _not_cached_message(repo_id: str, revision: str | None) -> str:
+    from huggingface_hub import constants
+
+    where = f"{repo_id}@{revision or 'main'}"
+    if constants.HF_HUB_OFFLINE:
+        return f"{where} is not in the local cache and HF_HUB_OFFLINE is set: unset HF_HUB_OFFLINE to download it"
+    return f"cannot reach the Hub and {where} is not in the local cache: check your network, proxy or HF_ENDPOINT"

@@ -1,0 +1,234 @@
+"""End-to-end tests of ft_artifacts.publish against the loopback test hub in tests/hubserver.py.
+
+The client side (huggingface_hub, datasets) runs in subprocesses because huggingface_hub reads HF_ENDPOINT
+at import time; the hub runs in this process so the tests can inspect what it stored.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ft_artifacts.publish import plan_upload
+from tests import hubserver
+from tests.hubserver import hub_server  # noqa: F401 - pytest fixture
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ID = "user/artifact"
+TOKEN = "hf_dummyTokenThatMustNeverLeak0123456789"
+ROWS = {
+    "neurons": {"vector": [[0.1, 0.2], [0.3, 0.4], [0.5, 0.6]], "name": ["L0.N1", "L0.N2", "L1.N0"]},
+    "vocabulary": {"vector": [[1.0], [2.0]], "word": ["cat", "dog"]},
+}
+README = """---
+configs:
+- config_name: neurons
+  default: true
+  data_files:
+  - split: train
+    path: data/neurons/train-*.parquet
+- config_name: vocabulary
+  data_files:
+  - split: train
+    path: data/vocabulary/train-*.parquet
+---
+# Test artifact
+"""
+SKIPPED = [".hidden", ".cache/blob.bin", "data/.partial/train-0.parquet", "index/vocab.faiss.tmp"]
+
+# Calls ft_artifacts.publish.<argv[1]>(*argv[2], **argv[3]) and prints {"result"} or {"error", "message"}.
+CALL = """
+import json, logging, sys
+logging.basicConfig(level=logging.DEBUG)
+from ft_artifacts import publish
+from ft_artifacts.errors import FTError
+try:
+    out = {"result": getattr(publish, sys.argv[1])(*json.loads(sys.argv[2]), **json.loads(sys.argv[3]))}
+except FTError as err:
+    out = {"error": type(err).__name__, "message": str(err)}
+print(json.dumps(out, default=str))
+"""
+# Plain `datasets` user: no ft_artifacts import.
+LOAD = """
+import json, sys
+import datasets
+rows = {name: datasets.load_dataset(sys.argv[1], name, split="train").to_dict() for name in sys.argv[2:]}
+streamed = list(datasets.load_dataset(sys.argv[1], split="train", streaming=True))  # default config
+rows["streamed"] = {key: [row[key] for row in streamed] for key in streamed[0]}
+assert not any(m.startswith("ft_artifacts") for m in sys.modules)
+print(json.dumps(rows))
+"""
+
+
+@pytest.fixture
+def artifact(tmp_path: Path) -> Path:
+    """A small artifact-like folder, plus hidden/temp files that must never be published."""
+    import datasets
+
+    root = tmp_path / "artifact"
+    for config, columns in ROWS.items():
+        (root / "data" / config).mkdir(parents=True)
+        datasets.Dataset.from_dict(columns).to_parquet(str(root / "data" / config / "train-00000-of-00001.parquet"))
+    (root / "index").mkdir()
+    (root / "index" / "vocab.faiss").write_bytes(bytes(range(256)) * 4)
+    (root / "build_info.json").write_text(json.dumps({"model": "test", "version": 1}))
+    (root / "README.md").write_text(README)
+    for rel in SKIPPED:
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_bytes(b"partial")
+    return root
+
+
+@pytest.fixture
+def client(hub_server, tmp_path: Path):  # noqa: F811 - fixture injection
+    """Runs client code in a subprocess pointed at the test hub; records all output for the token-leak check."""
+    return HubClient(hub_server, tmp_path / "hf_home")
+
+
+class HubClient:
+    def __init__(self, hub, hf_home: Path):
+        self.hub, self.hf_home, self.outputs = hub, hf_home, []
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGINGFACE_"))}
+        self.env.update(
+            HF_ENDPOINT=hub.endpoint, HF_TOKEN=TOKEN, HF_HOME=str(hf_home), HF_DATASETS_CACHE=str(hf_home / "datasets"),
+            HF_HUB_DISABLE_XET="1", HF_HUB_DISABLE_TELEMETRY="1", HF_HUB_DISABLE_UPDATE_CHECK="1",
+            PYTHONPATH=os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])),
+        )
+
+    def run(self, code: str, *args: str, env: dict | None = None) -> dict:
+        proc = subprocess.run([sys.executable, "-c", code, *args], env={**self.env, **(env or {})}, cwd=REPO_ROOT,
+                              capture_output=True, text=True, timeout=180)
+        self.outputs += [proc.stdout, proc.stderr]
+        assert proc.returncode == 0, proc.stderr[-4000:]
+        return json.loads(proc.stdout.strip().splitlines()[-1])
+
+    def call(self, function: str, *args, env: dict | None = None, **kwargs) -> dict:
+        return self.run(CALL, function, json.dumps(args), json.dumps(kwargs), env=env)
+
+    def push(self, folder: Path, **kwargs) -> dict:
+        out = self.call("push_folder", str(folder), REPO_ID, **kwargs)
+        assert "result" in out, out
+        return out["result"]
+
+
+def assert_token_never_leaked(client: HubClient, server_log: str) -> None:
+    assert TOKEN not in server_log
+    assert all(TOKEN not in text for text in client.outputs)
+    for path in client.hf_home.rglob("*"):
+        if path.is_file() and path.name != "token":  # huggingface_hub's own token file, if it ever wrote one
+            assert TOKEN.encode() not in path.read_bytes(), path
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def test_plan_upload_lists_files_with_sizes_and_hashes(artifact: Path) -> None:
+    plan = plan_upload(artifact)
+    paths = [item["path"] for item in plan]
+    assert paths == sorted(paths) == [
+        "README.md", "build_info.json", "data/neurons/train-00000-of-00001.parquet",
+        "data/vocabulary/train-00000-of-00001.parquet", "index/vocab.faiss",
+    ]
+    for item in plan:
+        data = (artifact / item["path"]).read_bytes()
+        assert (item["size"], item["sha256"]) == (len(data), sha256(data))
+
+
+def test_push_folder_uploads_planned_files_in_one_tagged_commit(client: HubClient, artifact: Path, caplog) -> None:
+    caplog.set_level(logging.DEBUG, logger=hubserver.logger.name)
+    result = client.push(artifact, tag="v1", commit_message="Publish test artifact")
+
+    repo = client.hub.repos[REPO_ID]
+    assert repo.repo_type == "dataset"
+    assert len(repo.branches["main"]) == 1
+    head = repo.head("main")
+    assert (result["commit_oid"], head.title, repo.tags["v1"]) == (head.oid, "Publish test artifact", head)
+    assert result["commit_url"].endswith(head.oid) and result["revision"] == "main"
+    assert result["files"] == plan_upload(artifact)
+    assert {p: sha256(b) for p, b in head.files.items()} == {f["path"]: f["sha256"] for f in result["files"]}
+    assert client.hub.auth_seen and not client.hub.unknown
+    assert_token_never_leaked(client, caplog.text)
+
+
+def test_push_folder_to_branch_creates_branch_and_leaves_main(client: HubClient, artifact: Path) -> None:
+    main_oid = client.push(artifact)["commit_oid"]
+    (artifact / "build_info.json").write_text(json.dumps({"model": "test", "version": 2}))
+    result = client.push(artifact, revision="v1-branch")
+
+    repo = client.hub.repos[REPO_ID]
+    assert result["revision"] == "v1-branch"
+    assert [c.oid for c in repo.branches["v1-branch"]] == [main_oid, result["commit_oid"]]
+    assert [c.oid for c in repo.branches["main"]] == [main_oid]
+    assert repo.head("v1-branch").files["build_info.json"] == (artifact / "build_info.json").read_bytes()
+
+
+def test_push_again_with_existing_tag_warns_instead_of_failing(client: HubClient, artifact: Path) -> None:
+    first = client.push(artifact, tag="v1")
+    (artifact / "build_info.json").write_text("{}")
+    second = client.push(artifact, tag="v1")
+    repo = client.hub.repos[REPO_ID]
+    assert second["commit_oid"] != first["commit_oid"]
+    assert repo.tags["v1"].oid == first["commit_oid"]
+    assert "tag 'v1' already exists" in client.outputs[-1]
+
+
+def test_datasets_load_dataset_reads_both_configs(client: HubClient, artifact: Path) -> None:
+    client.push(artifact)
+    rows = client.run(LOAD, REPO_ID, "neurons", "vocabulary")
+    for config, columns in [*ROWS.items(), ("streamed", ROWS["neurons"])]:
+        assert rows[config].keys() == columns.keys()
+        for name, values in columns.items():
+            expected = [pytest.approx(v) for v in values] if name == "vector" else values
+            assert rows[config][name] == expected
+    assert not client.hub.unknown
+
+
+def test_download_artifact_returns_byte_identical_snapshot(client: HubClient, artifact: Path) -> None:
+    client.hub.tree_page_size = 2  # force the client through tree pagination
+    result = client.push(artifact, tag="v1")
+    for revision in (None, "v1", result["commit_oid"]):
+        snapshot = Path(client.call("download_artifact", REPO_ID, revision)["result"])
+        got = sorted(p.relative_to(snapshot).as_posix() for p in snapshot.rglob("*") if p.is_file())
+        assert got == [f["path"] for f in result["files"]]
+        for rel in got:
+            assert (snapshot / rel).read_bytes() == (artifact / rel).read_bytes()
+    assert sum("/tree/" in path for _, path in client.hub.requests) >= 3
+    assert not client.hub.unknown
+    seen = len(client.hub.requests)
+    offline = client.call("download_artifact", REPO_ID, "v1", env={"HF_HUB_OFFLINE": "1"})["result"]
+    assert offline == str(snapshot) and len(client.hub.requests) == seen
+
+
+UNREACHABLE = {"HF_ENDPOINT": "http://127.0.0.1:9"}
+
+
+@pytest.mark.parametrize(
+    ("push_first", "function", "args", "env", "error", "needle"),
+    [
+        (True, "download_artifact", [REPO_ID], {"HF_HUB_OFFLINE": "1"}, "ArtifactError", "HF_HUB_OFFLINE is set"),
+        (False, "download_artifact", ["user/missing"], {}, "ArtifactError", "user/missing not found"),
+        (True, "download_artifact", [REPO_ID, "no-such-branch"], {}, "ArtifactError", "revision 'no-such-branch'"),
+        (False, "download_artifact", [REPO_ID], UNREACHABLE, "ArtifactError", "cannot reach the Hub"),
+        (False, "push_folder", ["ARTIFACT", REPO_ID], {"HF_TOKEN": ""}, "PublishError", "run `hf auth login`"),
+        (False, "push_folder", ["ARTIFACT", REPO_ID], UNREACHABLE, "PublishError", "cannot reach the Hub"),
+    ],
+    ids=["offline-uncached", "missing-repo", "missing-revision", "download-unreachable", "not-logged-in",
+         "push-unreachable"],
+)
+def test_errors_are_one_clear_line(client: HubClient, artifact: Path, push_first, function, args, env, error,
+                                   needle) -> None:
+    if push_first:
+        client.push(artifact)
+    client.hub.require_auth = True
+    out = client.call(function, *[str(artifact) if a == "ARTIFACT" else a for a in args], env=env)
+    assert out.get("error") == error, out
+    assert needle in out["message"] and "\n" not in out["message"]
+    assert_token_never_leaked(client, "")
