@@ -10,12 +10,11 @@ import torch
 
 from .metrics import cosine_topk, cosine_to, rank_of
 from .model import LoadedModel
-from .naming import group_key
+from .errors import ObjectiveError
+from .naming import group_key, parse_neuron
 from .objectives import Objective, group, neuron
-from .naming import parse_neuron
 from .optimize import OptimConfig, OptimResult, optimize
 from .scan import SELECTIONS, VocabScan
-from .errors import ObjectiveError
 
 
 def neuron_objectives(lm: LoadedModel, names: Sequence[str]) -> list[Objective]:
@@ -31,10 +30,11 @@ def group_objective(lm: LoadedModel, scan: VocabScan, word: str, selection: str,
 
 
 def objective_on_vocab(scan: VocabScan, objective: Objective) -> np.ndarray:
-    """The objective's value for every vocabulary item alone [V], from the scan."""
-    cols = np.array([n.flat(scan.hidden_size) for n in objective.neurons])
-    weights = np.array([w for _, w in objective.terms], dtype=np.float64)
-    return np.asarray(scan.acts[:, cols], dtype=np.float64) @ weights
+    """The objective's value for every vocabulary item alone [V], from the scan (one mat-vec)."""
+    weights = np.zeros(scan.acts.shape[1], dtype=scan.acts.dtype)
+    for n, w in objective.terms:
+        weights[n.flat(scan.hidden_size)] += w
+    return np.asarray(scan.acts @ weights, dtype=np.float64)
 
 
 def most_activating(scan: VocabScan, objective: Objective) -> tuple[int, float]:
@@ -48,50 +48,49 @@ def most_activating(scan: VocabScan, objective: Objective) -> tuple[int, float]:
 
 
 def describe(
-    lm: LoadedModel, scan: VocabScan, result: OptimResult, objectives: Sequence[Objective], nearest: int = 10
+    lm: LoadedModel,
+    keys: torch.Tensor,
+    result: OptimResult,
+    objectives: Sequence[Objective],
+    most: Sequence[tuple[int, float]],
+    nearest: int = 10,
 ) -> list[dict]:
-    """One dict per optimized row: activation, most activating token, nearest tokens, vectors."""
-    keys = torch.from_numpy(scan.analysis)
+    """One dict per optimized row: activation, most activating token, nearest tokens, vectors.
+
+    keys: [V, h] the vocabulary's analysis-space vectors; most[j]: (token id, activation) of the
+    vocabulary item that maximizes objective j.
+    """
     position = result.config.position - 1
     vectors = result.analysis[:, position].float()
     cosines, ids = cosine_topk(vectors, keys, nearest)
     rows = []
     for j, obj in enumerate(objectives):
-        token, token_act = most_activating(scan, obj)
+        token, token_act = most[j]
         rows.append({
             "objective": obj.label,
             "neurons": [str(n) for n in obj.neurons],
             "activation": float(result.activation[j]),
             "most_activating_token": lm.tokens[token],
-            "most_activating_token_id": token,
-            "most_activating_activation": token_act,
+            "most_activating_token_id": int(token),
+            "most_activating_activation": float(token_act),
             "nearest": [
                 {"token": lm.tokens[int(i)], "cosine": float(c)} for c, i in zip(cosines[j], ids[j])
             ],
             "norm": float(vectors[j].norm()),
             "vector": vectors[j].tolist(),
             "pre_ln_vector": result.pre_ln[j, position].float().tolist(),
+            "activation_trace": result.trace[j].tolist(),
             "seed": result.seeds[j],
         })
     return rows
 
 
-def word_stats(lm: LoadedModel, scan: VocabScan, row_vectors: torch.Tensor, words: Sequence[str],
-               objectives: Sequence[Objective]) -> list[dict]:
-    """For group rows: the target word's cosine, rank among the vocabulary, and own group activation."""
-    keys = torch.from_numpy(scan.analysis)
-    ids = torch.tensor([lm.token_id(w) for w in words])
+def target_stats(keys: torch.Tensor, row_vectors: torch.Tensor, target_ids: Sequence[int]) -> list[dict]:
+    """For group rows: the target word's rank among the vocabulary (1 = nearest) and its cosine."""
+    ids = torch.tensor(list(target_ids), dtype=torch.long)
     ranks = rank_of(row_vectors.float(), keys, ids)
     cosines = cosine_to(row_vectors.float(), keys, ids)
-    return [
-        {
-            "target_word": w,
-            "target_rank": int(r),
-            "target_cosine": float(c),
-            "target_activation": float(objective_on_vocab(scan, obj)[lm.token_id(w)]),
-        }
-        for w, r, c, obj in zip(words, ranks, cosines, objectives)
-    ]
+    return [{"target_rank": int(r), "target_cosine": float(c)} for r, c in zip(ranks, cosines)]
 
 
 def textualize(
@@ -107,12 +106,14 @@ def textualize(
 ) -> list[dict]:
     """Optimize all objectives in one batch and describe each; `words[j]` names row j's target word."""
     result = optimize(lm, objectives, config, autocast_dtype=autocast_dtype, callback=callback)
-    rows = describe(lm, scan, result, objectives, nearest)
+    keys = torch.from_numpy(scan.analysis)
+    rows = describe(lm, keys, result, objectives, [most_activating(scan, o) for o in objectives], nearest)
     targets = [(j, w) for j, w in enumerate(words or []) if w]
     if targets:
         idx = [j for j, _ in targets]
-        vectors = result.analysis[idx, result.config.position - 1]
-        stats = word_stats(lm, scan, vectors, [w for _, w in targets], [objectives[j] for j in idx])
-        for j, extra in zip(idx, stats):
-            rows[j].update(extra)
+        target_ids = [lm.token_id(w) for _, w in targets]
+        stats = target_stats(keys, result.analysis[idx, result.config.position - 1], target_ids)
+        for j, (_, word), tid, extra in zip(idx, targets, target_ids, stats):
+            values = objective_on_vocab(scan, objectives[j])
+            rows[j].update(target_word=word, target_activation=float(values[tid]), **extra)
     return rows

@@ -1,0 +1,63 @@
+"""A preset name in, a BuildConfig out: which model, neurons, words, group configs and optimizer
+settings make up an artifact. Config is data; every default says where it comes from."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, replace
+
+from ft_artifacts.errors import ArtifactError
+from ft_artifacts.optimize import OptimConfig
+
+
+@dataclass
+class BuildConfig:
+    model: str = "bert-base-uncased"  # the paper's model (4.1)
+    neuron_fraction: float = 0.1  # paper 4.1: a random 10% of each layer's neurons (77 of 768)
+    neuron_seed: int = 0  # seeds the neuron sample
+    random_words: int = 80  # paper 5.1: 80 target words drawn at random from Latin-letter words
+    curated_words: int = 20  # paper 5.1: 20 high-frequency words, from builders/curated_words.txt
+    word_seed: int = 0  # seeds the word draw
+    selections: tuple[str, ...] = ("absolute", "relative")  # paper 3.3.2
+    ks: tuple[int, ...] = (10, 100, 250, 450)  # paper Tables 3 and 4
+    optim: OptimConfig = field(default_factory=OptimConfig)  # paper 4.1: SGD, lr 100, 5,000 steps
+    nearest: int = 10  # nearest tokens stored per optimized row
+    chunk_rows: int = 256  # rows optimized per batch; each finished chunk is saved (resume unit)
+    scan_batch: int = 1024  # vocabulary items per forward in the scan
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["selections"], data["ks"] = list(self.selections), list(self.ks)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "BuildConfig":
+        data = dict(data)
+        data["optim"] = OptimConfig(**data.get("optim", {}))
+        data["selections"], data["ks"] = tuple(data["selections"]), tuple(data["ks"])
+        return cls(**data)
+
+
+PRESETS: dict[str, BuildConfig] = {
+    # The paper's settings: 924 neurons and 800 groups on bert-base-uncased (a GPU job).
+    "paper": BuildConfig(),
+    # Every config of the paper on the packaged MiniLM (228 neurons, all selections and ks), with
+    # 3 random + 2 curated words and 300 steps: a few minutes on 2 CPU cores, fully offline.
+    "demo": BuildConfig(
+        model="minilm",
+        random_words=3,
+        curated_words=2,
+        optim=OptimConfig(steps=300),
+        chunk_rows=128,
+    ),
+}
+
+
+def preset(name: str, **overrides) -> BuildConfig:
+    """A named preset with optional overrides (model=..., steps=... maps to optim.steps)."""
+    if name not in PRESETS:
+        raise ArtifactError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
+    config = replace(PRESETS[name], optim=replace(PRESETS[name].optim))
+    optim_keys = {k: overrides.pop(k) for k in list(overrides) if k in OptimConfig.__dataclass_fields__}
+    config = replace(config, **{k: v for k, v in overrides.items() if v is not None})
+    optim_keys = {k: v for k, v in optim_keys.items() if v is not None}
+    return replace(config, optim=replace(config.optim, **optim_keys))
