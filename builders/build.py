@@ -19,7 +19,7 @@ from typing import Callable
 import torch
 
 from ft_artifacts.errors import ArtifactError
-from ft_artifacts.index import atomic_path
+from ft_artifacts.files import atomic_path
 from ft_artifacts.model import LoadedModel, load_model
 from ft_artifacts.naming import parse_neuron
 from ft_artifacts.optimize import optimize

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ft_artifacts.index import atomic_path
+from ft_artifacts.files import atomic_path
 from ft_artifacts.model import LoadedModel
 from ft_artifacts.naming import group_key, parse_neuron
 from ft_artifacts.objectives import Objective, group, neuron

@@ -153,5 +153,124 @@ def _format_row(row: dict) -> str:
     return "\n".join(lines)
 
 
+def publish_options(func):
+    """Options shared by `build --push` and `push`."""
+    options = [
+        click.option("--repo-id", help="Hub dataset repo to publish to, e.g. ORG/NAME."),
+        click.option("--private", is_flag=True, help="Create the repo as private."),
+        click.option("--revision", help="Branch to commit to (created if needed); default main."),
+        click.option("--dry-run", is_flag=True, help="Print what would be uploaded (paths, sizes, sha256); touch nothing."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+@main.command()
+@click.option("--preset", "preset_name", type=click.Choice(["demo", "paper"]), default="demo", show_default=True,
+              help="demo: packaged MiniLM, minutes on CPU. paper: the paper's settings on bert-base-uncased (GPU).")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Artifact folder to write (resumes if unfinished).")
+@click.option("--model", default=None, help="Override the preset's model (Hub id, local folder, or minilm).")
+@click.option("--steps", type=int, default=None, help="Override the preset's optimization steps.")
+@click.option("--device", default="auto", show_default=True, help=DEVICE_HELP)
+@click.option("--dtype", type=click.Choice(["float32", "bfloat16"]), default="float32", show_default=True)
+@click.option("--push", is_flag=True, help="Publish the finished artifact (needs --repo-id).")
+@publish_options
+@_fail_cleanly
+def build(preset_name, out, model, steps, device, dtype, push, repo_id, private, revision, dry_run):
+    """Build the artifact folder of a preset: neurons, word_groups, vocabulary and neuron_stats
+    datasets, FAISS indexes, dataset card and build_info.json. A killed build resumes where it stopped."""
+    from .session import build_request
+
+    if push and not repo_id:
+        raise FTError("--push needs --repo-id ORG/NAME")
+    _quiet_transformers()
+    bars = _Bars()
+    try:
+        path = build_request(preset_name, out, model=model, steps=steps, device=_device(device),
+                             autocast_dtype=_autocast(dtype), progress=bars)
+    finally:
+        bars.close()
+    click.echo(f"built {path}")
+    if push:
+        _publish(str(path), repo_id, private, revision, dry_run)
+
+
+@main.command()
+@click.argument("folder", type=click.Path(file_okay=False))
+@publish_options
+@_fail_cleanly
+def push(folder, repo_id, private, revision, dry_run):
+    """Publish an artifact folder to a Hub dataset repo in one commit, tagged with its build id.
+    The token comes from huggingface_hub (HF_TOKEN or `hf auth login`) and is never printed."""
+    if not repo_id:
+        raise FTError("push needs --repo-id ORG/NAME")
+    _publish(folder, repo_id, private, revision, dry_run)
+
+
+def _publish(folder, repo_id, private, revision, dry_run):
+    from .session import publish_request
+
+    result = publish_request(folder, repo_id, private=private, revision=revision, dry_run=dry_run)
+    if dry_run:
+        click.echo(f"dry run: would upload {len(result['files'])} files to {repo_id}@{result['revision']}")
+        for f in result["files"]:
+            click.echo(f"  {f['path']}  {f['size']} bytes  sha256 {f['sha256']}")
+    else:
+        click.echo(f"published {repo_id}@{result['revision']}: {result['commit_url']}")
+
+
+@main.command()
+@click.argument("artifacts")
+@click.option("--neuron", help="A neuron name, e.g. L12.N225.")
+@click.option("--group", "word_group", help="A target word whose neuron group to query (with --selection, --k).")
+@click.option("--selection", type=click.Choice(["absolute", "relative"]), default="relative", show_default=True)
+@click.option("--k", "group_k", type=int, default=250, show_default=True, help="Group size for --group.")
+@click.option("--word", help="A vocabulary word.")
+@click.option("-k", "top", type=int, default=10, show_default=True, help="How many nearest tokens.")
+@click.option("--revision", help="Hub revision (branch, tag or commit) when ARTIFACTS is a repo id.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list of {token, cosine}.")
+@_fail_cleanly
+def query(artifacts, neuron, word_group, selection, group_k, word, top, revision, as_json):
+    """Nearest vocabulary tokens to a neuron's or group's optimized input, or to a word, from an
+    artifact folder or Hub repo id (exact cosine search in the analysis space)."""
+    from .loader import load
+
+    chosen = [q for q in (neuron, word_group, word) if q]
+    if len(chosen) != 1:
+        raise FTError("give exactly one of --neuron, --group or --word")
+    key = f"{word_group}/{selection}/{group_k}" if word_group else chosen[0]
+    hits = load(artifacts, revision=revision).nearest_words(key, k=top)
+    if as_json:
+        click.echo(json.dumps([{"token": h["token"], "cosine": h["cosine"]} for h in hits]))
+    else:
+        click.echo(f"nearest tokens to {key}:")
+        for h in hits:
+            click.echo(f"  {h['token']:<20} {h['cosine']:.4f}")
+
+
+@main.command()
+@click.argument("artifacts")
+@click.option("--revision", help="Hub revision when ARTIFACTS is a repo id.")
+@click.option("--json", "as_json", is_flag=True, help="Print build_info.json plus the checksum status.")
+@_fail_cleanly
+def info(artifacts, revision, as_json):
+    """What an artifact holds: model, subsets and row counts, build settings, checksum status."""
+    from .loader import load
+
+    art = load(artifacts, revision=revision, verify=False)
+    status = art.verify()
+    if as_json:
+        click.echo(json.dumps(dict(art.build_info, checksums=status), indent=2))
+        return
+    model, build_cfg = art.build_info["model"], art.build_info["build"]
+    click.echo(f"{art.path}\nmodel: {model['id']} ({model['revision']}), {model['num_layers']} layers x {model['hidden_size']}")
+    for name, config in art.build_info["configs"].items():
+        click.echo(f"  {name:<13} {config['rows']:>7} rows")
+    click.echo("settings: " + json.dumps(build_cfg, sort_keys=True))
+    bad = {k: v for k, v in status.items() if v != "ok"}
+    click.echo(f"checksums: {len(status) - len(bad)}/{len(status)} ok" + "".join(f"\n  {k}: {v}" for k, v in bad.items()))
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -1,15 +1,12 @@
-"""Vectors in, an exact cosine FAISS index out (IndexFlatIP over L2-normalized float32 rows),
-plus atomic file writes shared by everything that writes an artifact."""
+"""Vectors in, an exact cosine FAISS index out (IndexFlatIP over L2-normalized float32 rows)."""
 
 from __future__ import annotations
 
 import os
-import tempfile
-from contextlib import contextmanager
-from pathlib import Path
-from typing import Iterator
 
 import numpy as np
+
+from .files import atomic_path
 
 
 def _normalized(vectors: np.ndarray) -> np.ndarray:
@@ -33,21 +30,6 @@ def build_index(vectors: np.ndarray):
 def search(index, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """(cosines [n, k], ids [n, k]) of the k nearest rows to each query, best first."""
     return index.search(_normalized(queries), min(k, index.ntotal))
-
-
-@contextmanager
-def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside `path`; rename it into place only if the block succeeds."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        yield Path(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def write_index(index, path: str | os.PathLike) -> None:

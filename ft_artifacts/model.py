@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import socket
@@ -14,6 +13,7 @@ from urllib.parse import urlparse
 import torch
 
 from .errors import ModelLoadError
+from .files import sha256_file
 
 logger = logging.getLogger(__name__)
 
@@ -216,11 +216,3 @@ def _weights_hash(path: str) -> str:
         if weights.is_file():
             return "sha256:" + sha256_file(weights)
     return "unknown"
-
-
-def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(chunk), b""):
-            digest.update(block)
-    return digest.hexdigest()

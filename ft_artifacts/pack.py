@@ -12,8 +12,9 @@ from string import Template
 
 import numpy as np
 
-from .index import atomic_path, build_index, write_index
-from .model import LoadedModel, sha256_file
+from .index import build_index, write_index
+from .files import atomic_path
+from .model import LoadedModel
 from .naming import Neuron
 from .schema import CONFIGS, DEFAULT_CONFIG, features
 from .summary import group_summary, markdown, single_neuron_summary
@@ -131,16 +132,12 @@ def _build_info(lm: LoadedModel, config, plan, tables, single, groups) -> dict:
 
 
 def write_build_info(out: Path, info: dict) -> None:
-    """Record sha256 and size of every file except build_info.json itself, then write it."""
-    files = {}
-    for path in sorted(p for p in out.rglob("*") if p.is_file()):
-        rel = path.relative_to(out).as_posix()
-        if rel == BUILD_INFO or any(part.startswith(".") for part in path.relative_to(out).parts):
-            continue
-        files[rel] = {"sha256": sha256_file(path), "size": path.stat().st_size}
-    info = dict(info, files=files)
+    """Record sha256 and size of every published file except build_info.json itself, then write it."""
+    from .publish import plan_upload
+
+    files = {f["path"]: {"sha256": f["sha256"], "size": f["size"]} for f in plan_upload(out) if f["path"] != BUILD_INFO}
     with atomic_path(out / BUILD_INFO) as tmp:
-        tmp.write_text(json.dumps(info, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        tmp.write_text(json.dumps(dict(info, files=files), indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
 
 def _size_category(rows: int) -> str:

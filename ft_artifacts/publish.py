@@ -8,28 +8,17 @@ huggingface_hub's usual sources (``HF_TOKEN``, ``hf auth login``) and are never 
 from __future__ import annotations
 
 import fnmatch
-import hashlib
 import logging
 from pathlib import Path, PurePosixPath
 
 from ft_artifacts.errors import ArtifactError, PublishError
+from ft_artifacts.files import sha256_file
 
 logger = logging.getLogger(__name__)
-
-_HASH_CHUNK = 1 << 20
-
 
 def _is_ignored(rel: PurePosixPath) -> bool:
     """Hidden files and folders (incl. ``.cache``/``.partial``/``.git``) and ``*.tmp`` are never published."""
     return any(part.startswith(".") for part in rel.parts) or fnmatch.fnmatch(rel.name, "*.tmp")
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(_HASH_CHUNK), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def plan_upload(folder: str | Path) -> list[dict]:
@@ -45,7 +34,7 @@ def plan_upload(folder: str | Path) -> list[dict]:
     for path in root.rglob("*"):
         rel = PurePosixPath(path.relative_to(root).as_posix())
         if path.is_file() and not _is_ignored(rel):
-            plan.append({"path": str(rel), "size": path.stat().st_size, "sha256": _sha256(path)})
+            plan.append({"path": str(rel), "size": path.stat().st_size, "sha256": sha256_file(path)})
     return sorted(plan, key=lambda item: item["path"])
 
 

@@ -48,3 +48,42 @@ def textualize_request(
         words.append(word)
     return textualize(lm, scan, objectives, config, words=words, nearest=nearest,
                       autocast_dtype=autocast_dtype, callback=stage(progress, "optimizing"))
+
+
+def build_request(
+    preset_name: str,
+    out: str,
+    *,
+    model: str | None = None,
+    steps: int | None = None,
+    device: str = "cpu",
+    autocast_dtype: torch.dtype | None = None,
+    progress: Progress | None = None,
+):
+    """Build (or resume) the artifact of a preset, with optional model/steps overrides."""
+    from .builders.build import build
+    from .builders.presets import preset
+
+    return build(preset(preset_name, model=model, steps=steps), out, device=device,
+                 autocast_dtype=autocast_dtype, progress=progress)
+
+
+def publish_request(folder: str, repo_id: str, *, private: bool = False, revision: str | None = None,
+                    dry_run: bool = False) -> dict:
+    """Push an artifact folder in one commit tagged with its build id, or only plan it (dry run)."""
+    from .loader import Artifact
+    from .publish import plan_upload, push_folder
+
+    Artifact(folder).verify()  # never publish a damaged or unfinished artifact
+    if dry_run:
+        return {"repo_id": repo_id, "revision": revision or "main", "dry_run": True, "files": plan_upload(folder)}
+    return push_folder(folder, repo_id, private=private, revision=revision, tag=build_tag(folder),
+                       commit_message=f"ft-artifacts build {build_tag(folder)}")
+
+
+def build_tag(folder: str) -> str:
+    """A tag naming this exact build: `build-` + the first 12 hex digits of build_info.json's sha256."""
+    from .files import sha256_file
+    from .pack import BUILD_INFO
+
+    return "build-" + sha256_file(f"{folder}/{BUILD_INFO}")[:12]
