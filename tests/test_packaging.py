@@ -1,0 +1,55 @@
+"""The built wheel, installed non-editable, carries everything the installed command needs."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("wheel")
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation", "-w", str(out), str(REPO)],
+        check=True, cwd=out,
+    )
+    (path,) = out.glob("ft_artifacts-*.whl")
+    return path
+
+
+def test_wheel_ships_builders_cards_and_console_script(wheel):
+    names = zipfile.ZipFile(wheel).namelist()
+    for required in ("ft_artifacts/cli.py", "ft_artifacts/builders/build.py", "ft_artifacts/builders/curated_words.txt",
+                     "ft_artifacts/cards/dataset_card.md"):
+        assert required in names, f"{required} missing from the wheel"
+    entry_points = next(n for n in names if n.endswith("entry_points.txt"))
+    assert "ft-artifacts = ft_artifacts.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
+    assert not any(n.startswith(("tests/", "benchmarks/")) for n in names)
+
+
+def test_installed_copy_works_outside_the_source_tree(wheel, tmp_path):
+    target = tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(target), str(wheel)],
+                   check=True, cwd=tmp_path)
+    script = (
+        "import ft_artifacts, ft_artifacts.builders.sampling as s, ft_artifacts.pack as p\n"
+        "from importlib import resources\n"
+        "assert ft_artifacts.__file__.startswith(sys.argv[1]), ft_artifacts.__file__\n"
+        "assert len(s.curated_words()) == 20\n"
+        "assert '$configs_yaml' in resources.files('ft_artifacts.cards').joinpath('dataset_card.md').read_text()\n"
+        "from ft_artifacts.cli import main\n"
+        "main(['--help'])\n"
+    )
+    env = dict(os.environ, PYTHONPATH=str(target))
+    run = subprocess.run([sys.executable, "-c", "import sys\n" + script, str(target)], cwd=tmp_path, env=env,
+                         capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    for command in ("textualize", "build", "query", "info", "push"):
+        assert command in run.stdout
