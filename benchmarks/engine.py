@@ -23,8 +23,10 @@ are excluded. "ms/step" is the time to advance every row one step; "row-steps/s"
 The last line is `batched speedup: N.Nx`: one-at-a-time seconds per row-step over batched seconds
 per row-step, CPU MiniLM, default method.
 
-Run:  .venv/bin/python benchmarks/engine.py [--steps 30] [--json out.json]
-      .venv/bin/python benchmarks/engine.py --quick          # smoke test, seconds
+Run:  .venv/bin/python benchmarks/engine.py [--steps 30] [--threads 1] [--json out.json]
+      .venv/bin/python benchmarks/engine.py --quick          # smoke test, about 10 s
+`--threads 1` gives steady numbers when other processes load the CPUs (torch's default threads then
+spin against them, slowing small one-row steps far more than batched ones and inflating the ratio).
 """
 
 from __future__ import annotations
@@ -78,8 +80,6 @@ def speedup(baseline: Timing, faster: Timing) -> float:
     return faster.row_steps_per_s / baseline.row_steps_per_s
 
 
-# --- objectives -------------------------------------------------------------------------------
-
 
 def spread_neurons(num_layers: int, hidden: int, count: int, rng: np.random.Generator) -> list[Objective]:
     """`count` distinct single neurons, round-robin over layers 1..L, random indices."""
@@ -102,11 +102,9 @@ def scan_groups(lm, count: int, k: int) -> list[Objective]:
     if count > len(GROUP_WORDS):
         raise SystemExit(f"--groups scan gives at most {len(GROUP_WORDS)} groups")
     scan = scan_vocabulary(lm)
-    words = GROUP_WORDS[:count]
-    return [group(scan.top_neurons(lm.token_id(w), k, "relative"), group_key(w, "relative", k)) for w in words]
+    return [group(scan.top_neurons(lm.token_id(w), k, "relative"), group_key(w, "relative", k))
+            for w in GROUP_WORDS[:count]]
 
-
-# --- timing -----------------------------------------------------------------------------------
 
 
 def _sync(device: torch.device) -> None:
@@ -132,13 +130,11 @@ def timed_optimize(lm, objectives, steps: int, warmup: int, method="precondition
 def one_at_a_time(lm, objectives, steps, warmup, method="preconditioned", sample: int | None = None) -> Timing:
     """Loop over objectives, one `optimize` call each; with `sample`, time an evenly spaced subset
     and extrapolate to all of them."""
-    picked = objectives
-    if sample and sample < len(objectives):
-        picked = [objectives[i] for i in np.linspace(0, len(objectives) - 1, sample).round().astype(int)]
-    seconds = sum(timed_optimize(lm, [obj], steps, warmup, method)[0] for obj in picked)
-    note = "" if picked is objectives else f"extrapolated from {len(picked)} of {len(objectives)} objectives"
-    seconds *= len(objectives) / len(picked)
-    return Timing(f"one at a time, {method}", len(objectives), steps, seconds, note)
+    n = len(objectives)
+    picked = [objectives[i] for i in np.linspace(0, n - 1, min(sample or n, n)).round().astype(int)]
+    seconds = sum(timed_optimize(lm, [obj], steps, warmup, method)[0] for obj in picked) * n / len(picked)
+    note = f"extrapolated from {len(picked)} of {n} objectives" if len(picked) < n else ""
+    return Timing(f"one at a time, {method}", n, steps, seconds, note)
 
 
 def batched(lm, objectives, steps, warmup, method="preconditioned", autocast=None) -> Timing:
@@ -167,18 +163,14 @@ def fidelity(spec: str, objectives, steps: int, device: str) -> float:
     return float(((acts["plain"] - acts["preconditioned"]).abs() / scale).max())
 
 
-# --- sections ---------------------------------------------------------------------------------
-
 
 def minilm_section(args) -> dict:
     """Packaged MiniLM on `args.device`: one at a time vs. batched, plain vs. preconditioned, fidelity."""
     lm = load_model("minilm", device=args.device)
     rng = np.random.default_rng(0)
     singles = spread_neurons(lm.num_layers, lm.hidden_size, args.singles, rng)
-    if args.groups == "scan":
-        groups = scan_groups(lm, args.n_groups, args.k)
-    else:
-        groups = random_groups(lm.num_layers, lm.hidden_size, args.n_groups, (args.k,), rng)
+    groups = (scan_groups(lm, args.n_groups, args.k) if args.groups == "scan"
+              else random_groups(lm.num_layers, lm.hidden_size, args.n_groups, (args.k,), rng))
     objectives = singles + groups
     run = (lm, objectives, args.steps, args.warmup)
     timings = best_of([partial(one_at_a_time, *run), partial(one_at_a_time, *run, method="plain"),
@@ -201,7 +193,7 @@ def bert_base_folder(folder: Path, config=None) -> str:
     specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
     vocab = specials + [f"tok{i}" for i in range(config.vocab_size - len(specials))]
     (folder / "vocab.txt").write_text("\n".join(vocab) + "\n")
-    BertTokenizerFast(vocab_file=str(folder / "vocab.txt")).save_pretrained(folder)
+    BertTokenizerFast.from_pretrained(folder).save_pretrained(folder)  # reads vocab.txt (transformers 4 and 5)
     return str(folder)
 
 
@@ -225,8 +217,6 @@ def gpu_section(args, device: str = "cuda", config=None) -> dict:
     return {"title": title, "timings": timings, "speedup": speedup(timings[0], timings[1]),
             "speedup_bf16": speedup(timings[0], timings[2])}
 
-
-# --- output -----------------------------------------------------------------------------------
 
 
 def print_table(section: dict) -> None:
@@ -255,6 +245,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--steps", type=int, default=30, help="timed steps per run (default 30)")
     p.add_argument("--warmup", type=int, default=3, help="untimed steps before timing (default 3, >= 1)")
     p.add_argument("--repeats", type=int, default=3, help="interleaved rounds, best kept (default 3)")
+    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice); 1 is steadier "
+                   "when other processes load the CPUs")
     p.add_argument("--device", default="cpu", help="device of the MiniLM comparison (default cpu)")
     p.add_argument("--rows", type=int, default=PAPER_SINGLES + PAPER_GROUPS, help="GPU batch rows (default 1724)")
     p.add_argument("--gpu-sample", type=int, default=10, help="one-at-a-time GPU runs to extrapolate from")
@@ -266,7 +258,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     args.singles, args.n_groups, args.k = 24, 8, 100
     if args.quick:
         args.steps, args.warmup, args.fidelity_steps, args.rows, args.gpu_sample = 3, 1, 3, 64, 2
-        args.repeats = 1
+        args.repeats, args.threads = 1, args.threads or 1  # one thread: steady under other load
         args.singles, args.n_groups, args.groups = 6, 2, "random"
     if min(args.warmup, args.steps, args.repeats) < 1:
         p.error("--steps, --warmup and --repeats must be >= 1")
@@ -276,8 +268,11 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> None:
     args = parse_args(argv)
     transformers.utils.logging.disable_progress_bar()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     env = environment()
-    busy = " (other processes compete: timings are noisy)" if env["load_avg_1min"] > env["cpus"] - 0.5 else ""
+    busy = " (other processes compete: timings are noisy; --threads 1 is steadier)" \
+        if env["load_avg_1min"] > env["cpus"] - 0.5 and env["threads"] > 1 else ""
     print(f"torch {env['torch']}, {env['threads']} threads on {env['cpus']} CPUs, "
           f"load average {env['load_avg_1min']:.1f} at start{busy}")
     sections = {"minilm": minilm_section(args)}
