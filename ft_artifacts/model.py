@@ -133,6 +133,14 @@ def load_model(
     tokens = _tokens(tokenizer, vocab)
     if tokenizer.cls_token_id is None or tokenizer.sep_token_id is None:
         raise ModelLoadError(f"{model_id}: tokenizer defines no [CLS]/[SEP] tokens")
+    # A folder without tokenizer files still yields a tokenizer (transformers builds one that knows
+    # only the special tokens), whose [CLS]/[SEP] ids are then wrong for the model. A few unnamed
+    # ids are normal (embedding matrices padded to a multiple of 8 or 64); most of them are not.
+    if len(tokenizer) < vocab / 2 or max(tokenizer.cls_token_id, tokenizer.sep_token_id) >= vocab:
+        raise ModelLoadError(
+            f"{model_id}: its tokenizer knows {len(tokenizer)} tokens but the model has {vocab} token ids; "
+            "save the model's own tokenizer next to it (tokenizer.save_pretrained(folder))"
+        )
     revision = getattr(model.config, "_commit_hash", None) if not is_local else None
     return LoadedModel(
         model=model,
@@ -151,7 +159,7 @@ def _load_local(path: str, kwargs: dict):
     try:
         model = AutoModel.from_pretrained(path, local_files_only=True, **kwargs)
         tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
-    except (OSError, ValueError, KeyError) as exc:
+    except Exception as exc:  # noqa: BLE001 - corrupt weights raise SafetensorError, shape mismatches RuntimeError
         raise ModelLoadError(f"could not load a model from {path}: {exc}") from exc
     return model, tokenizer
 

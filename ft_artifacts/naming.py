@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from .errors import NeuronNameError
 
-_NAME = re.compile(r"^L(\d+)\.N(\d+)$")
+_NAME = re.compile(r"^L(0|[1-9][0-9]*)\.N(0|[1-9][0-9]*)$")  # canonical: ASCII digits, no leading zeros
 
 
 @dataclass(frozen=True, order=True)
@@ -35,7 +35,7 @@ class Neuron:
 
 def parse_neuron(name: str, num_layers: int | None = None, hidden_size: int | None = None) -> Neuron:
     """Parse `L12.N225`; with the model's shape given, refuse out-of-range layers and indices."""
-    match = _NAME.match(name.strip()) if isinstance(name, str) else None
+    match = _NAME.match(name) if isinstance(name, str) else None
     shape = _shape_hint(num_layers, hidden_size)
     if match is None:
         raise NeuronNameError(

@@ -102,7 +102,7 @@ def compile_objectives(objectives: Sequence[Objective], hidden_size: int, device
     entries: list[list[tuple[int, int, float]]] = [[] for _ in range(depth)]
     for row, original in enumerate(order.tolist()):
         for n, w in objectives[original].terms:
-            if not 0 <= n.index < hidden_size:
+            if n.layer < 1 or not 0 <= n.index < hidden_size:  # layer 0 would index entries[-1]
                 raise ObjectiveError(f"{objectives[original].label}: neuron {n} is out of range")
             entries[n.layer - 1].append((row, n.index, w))
     per_layer = []

@@ -150,9 +150,17 @@ def _record(trace: list, trace_steps: list, step: int, every: int, obj: Tensor) 
         trace_steps.append(step)
 
 
-def _preconditioned_steps(lm, compiled, seeds, config, autocast, callback):
+def preconditioner(lm: LoadedModel) -> Tensor:
+    """E^T E [h, h], computed once per loaded model (E is frozen)."""
     emb = lm.embedding_matrix
-    precond = emb.T @ emb  # [h, h]
+    cached = lm.extra.get("preconditioner")
+    if cached is None or cached.device != emb.device or cached.dtype != emb.dtype:
+        cached = lm.extra["preconditioner"] = emb.T @ emb
+    return cached
+
+
+def _preconditioned_steps(lm, compiled, seeds, config, autocast, callback):
+    precond = preconditioner(lm)
     e = initial_embeds(lm, seeds, config)
     grad_sum = torch.zeros_like(e)
     trace, trace_steps = [], []

@@ -7,6 +7,7 @@ from typing import Callable, Sequence
 
 import torch
 
+from .errors import ObjectiveError
 from .model import load_model
 from .optimize import OptimConfig
 from .scan import scan_vocabulary
@@ -36,11 +37,14 @@ def textualize_request(
     progress: Progress | None = None,
 ) -> list[dict]:
     """Load the model, scan its vocabulary, and textualize the named neurons and/or word group."""
+    config.validate()  # every cheap check runs before the vocabulary scan's cost
     lm = load_model(model, device=device)
-    objectives = neuron_objectives(lm, neurons)  # validates names before the scan's cost
+    objectives = neuron_objectives(lm, neurons)
     words: list[str | None] = [None] * len(objectives)
     if word:
         lm.token_id(word)
+        if not 1 <= k <= lm.num_neurons:
+            raise ObjectiveError(f"--k must lie in 1..{lm.num_neurons} for this model (got {k})")
     logger.info("scanning %d vocabulary items", lm.vocab_size)
     scan = scan_vocabulary(lm, callback=stage(progress, "vocabulary scan"))
     if word:
