@@ -61,6 +61,7 @@ class _Bars:
             if bar is None:  # created at the first report, so its clock starts with the stage
                 from tqdm.auto import tqdm
 
+                self.close()  # the previous stage is over
                 bar = tqdm(desc=stage, total=total, file=sys.stderr, disable=not self.enabled, dynamic_ncols=True)
                 self._bars.append(bar)
             bar.update(done - bar.n)
@@ -68,15 +69,18 @@ class _Bars:
         return update
 
     def close(self) -> None:
-        for bar in self._bars:
-            bar.close()
+        while self._bars:
+            self._bars.pop().close()
 
 
 def _quiet_transformers() -> None:
+    """The CLI shows its own progress bars; the libraries' per-file bars would interleave with them."""
+    import datasets
     from transformers.utils import logging as hf_logging
 
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
+    datasets.disable_progress_bars()
 
 
 @click.group()
