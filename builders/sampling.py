@@ -39,6 +39,9 @@ def eligible_word(token: str) -> bool:
 def sample_words(tokens: list[str], random_count: int, curated_count: int, seed: int) -> list[str]:
     """`random_count` seeded draws from eligible tokens, then the first `curated_count` curated words
     present in the vocabulary (never drawn twice)."""
+    if random_count < 0 or curated_count < 0 or random_count + curated_count < 1:
+        raise ArtifactError(f"a build needs at least one target word (got random_words={random_count}, "
+                            f"curated_words={curated_count}); every config of the artifact must have rows")
     curated = [w for w in curated_words() if w in set(tokens)][:curated_count]
     if len(curated) < curated_count:
         raise ArtifactError(f"only {len(curated)} of the curated words are tokens of this vocabulary")

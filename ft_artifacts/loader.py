@@ -57,8 +57,13 @@ class Artifact:
             raise ArtifactError(f"{self.path} is not an ft-artifacts artifact: {BUILD_INFO} is missing")
         try:
             self.build_info: dict = json.loads(info.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as exc:
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise ArtifactError(f"{info} is corrupt ({exc}); rebuild or re-download the artifact") from exc
+        missing = [key for key in ("model", "configs", "files") if not isinstance(self.build_info, dict)
+                   or not isinstance(self.build_info.get(key), dict)]
+        if missing:
+            raise ArtifactError(f"{info} is corrupt (no {', '.join(missing)} section); rebuild or re-download "
+                                "the artifact")
         self._subsets: dict[str, Any] = {}
 
     def __repr__(self) -> str:
@@ -151,11 +156,17 @@ class Artifact:
         if isinstance(query, tuple) and len(query) == 3:
             query = "/".join(map(str, query))
         if not isinstance(query, str):
-            vectors = np.asarray(query, dtype=np.float32)
+            try:
+                vectors = np.asarray(query, dtype=np.float32)
+            except (TypeError, ValueError) as exc:
+                raise ArtifactError(f"cannot use {query!r:.80} as a query: give a neuron name, a group key, a word, "
+                                    f"or vectors of shape [{self.hidden_size}] or [n, {self.hidden_size}]") from exc
             vectors = vectors.reshape(1, -1) if vectors.ndim == 1 else vectors
             if vectors.ndim != 2 or vectors.shape[1] != self.hidden_size:
                 raise ArtifactError(f"query vectors must have shape [{self.hidden_size}] or [n, {self.hidden_size}], "
                                     f"got {tuple(np.shape(query))}")
+            if not np.isfinite(vectors).all():
+                raise ArtifactError("query vectors contain NaN or infinite values")
             return vectors
         name, row = self._row(query)
         return np.asarray(self.subset(name)[row]["vector"], dtype=np.float32).reshape(1, -1)
@@ -166,7 +177,7 @@ class Artifact:
             parse_neuron(query, model["num_layers"], model["hidden_size"])
             return "neurons", self._lookup("neurons", query, "neuron is not in this artifact's sample; "
                                            "`ft-artifacts info` lists the sampled neurons")
-        if "/" in query:
+        if "/" in query and (query in self._rows["word_groups"] or query not in self._rows["vocabulary"]):
             return "word_groups", self._lookup("word_groups", query, "group is not in this artifact; groups are "
                                                "WORD/SELECTION/K with words " + ", ".join(self.build_info["words"][:8]))
         return "vocabulary", self._lookup("vocabulary", query, "word is not a token of this model's vocabulary")
@@ -181,7 +192,7 @@ class Artifact:
         """Nearest vocabulary tokens by cosine in the analysis space: a list of {"token", "cosine",
         "token_id"} for one query, or one such list per row for a batch of vectors."""
         vectors = self.vector(query)
-        cosines, ids = search(self.vocab_index, vectors, k)
+        cosines, ids = search(self.vocab_index, vectors, _check_k(k))
         results = [[{"token": self._tokens[int(i)], "cosine": float(c), "token_id": int(i)}
                     for c, i in zip(cs, row)] for cs, row in zip(cosines, ids)]
         return results if _is_batch(query) else results[0]
@@ -190,7 +201,7 @@ class Artifact:
         """Neurons and groups whose optimized inputs lie nearest (cosine) to a word, name or vectors:
         a list of {"name", "config", "cosine"} (one list per row for a batch of vectors)."""
         vectors = self.vector(query)
-        cosines, ids = search(self.optimized_index, vectors, k)
+        cosines, ids = search(self.optimized_index, vectors, _check_k(k))
         n_neurons = self.build_info["configs"]["neurons"]["rows"]
         names = {"neurons": self.neurons["neuron"], "word_groups": self.word_groups["group"]}
         results = []
@@ -201,6 +212,12 @@ class Artifact:
                 hits.append({"name": names[config][j], "config": config, "cosine": float(c)})
             results.append(hits)
         return results if _is_batch(query) else results[0]
+
+
+def _check_k(k) -> int:
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise ArtifactError(f"k must be a positive integer (got {k!r})")
+    return int(k)
 
 
 def _is_batch(query) -> bool:

@@ -41,8 +41,7 @@ def pack_artifact(out: Path, lm: LoadedModel, config, plan, chunks: dict[str, li
     """Write every file of the artifact atomically; build_info.json goes last."""
     import datasets
 
-    tables = {name: datasets.concatenate_datasets([datasets.Dataset.from_parquet(str(p)) for p in files])
-              for name, files in chunks.items()}
+    tables = {name: _read_chunks(files) for name, files in chunks.items()}
     tables["vocabulary"] = _vocabulary(lm, plan)
     tables["neuron_stats"] = _neuron_stats(lm, plan)
     steps = len(CONFIGS) + 3
@@ -61,6 +60,16 @@ def pack_artifact(out: Path, lm: LoadedModel, config, plan, chunks: dict[str, li
         tmp.write_text(render_card(info, markdown(single, groups), tables), encoding="utf-8")
     write_build_info(out, info)
     _report(progress, steps, steps)
+
+
+def _read_chunks(files: list[Path]):
+    """The chunk files of one config as one in-memory Dataset (no copy in the datasets cache)."""
+    import datasets
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from datasets.table import InMemoryTable
+
+    return datasets.Dataset(InMemoryTable(pa.concat_tables([pq.read_table(str(p)) for p in files])))
 
 
 def _report(progress, done, total):

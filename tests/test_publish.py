@@ -14,13 +14,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 
+import hubserver
 from ft_artifacts.publish import plan_upload
-from tests import hubserver
-from tests.hubserver import hub_server  # noqa: F401 - pytest fixture
+from hubserver import hub_server  # noqa: F401 - pytest fixture
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+pytest_plugins = ["artifact_fixtures"]  # tiny_artifact, tiny_loaded: the real artifact built from a tiny BERT
+
 REPO_ID = "user/artifact"
 TOKEN = "hf_dummyTokenThatMustNeverLeak0123456789"
 ROWS = {
@@ -95,19 +97,29 @@ def client(hub_server, tmp_path: Path):  # noqa: F811 - fixture injection
 class HubClient:
     def __init__(self, hub, hf_home: Path):
         self.hub, self.hf_home, self.outputs = hub, hf_home, []
+        self.cwd = hf_home.parent  # never the repo root: `ft_artifacts.builders` must come from the installed package
+        hf_home.mkdir(parents=True, exist_ok=True)
         self.env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGINGFACE_"))}
         self.env.update(
             HF_ENDPOINT=hub.endpoint, HF_TOKEN=TOKEN, HF_HOME=str(hf_home), HF_DATASETS_CACHE=str(hf_home / "datasets"),
             HF_HUB_DISABLE_XET="1", HF_HUB_DISABLE_TELEMETRY="1", HF_HUB_DISABLE_UPDATE_CHECK="1",
-            PYTHONPATH=os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])),
         )
 
     def run(self, code: str, *args: str, env: dict | None = None) -> dict:
-        proc = subprocess.run([sys.executable, "-c", code, *args], env={**self.env, **(env or {})}, cwd=REPO_ROOT,
+        proc = subprocess.run([sys.executable, "-c", code, *args], env={**self.env, **(env or {})}, cwd=self.cwd,
                               capture_output=True, text=True, timeout=180)
         self.outputs += [proc.stdout, proc.stderr]
         assert proc.returncode == 0, proc.stderr[-4000:]
         return json.loads(proc.stdout.strip().splitlines()[-1])
+
+    def cli(self, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+        """The installed `ft-artifacts` console script; must succeed."""
+        proc = subprocess.run([str(Path(sys.executable).with_name("ft-artifacts")), *args],
+                              env={**self.env, **(env or {})}, cwd=self.cwd, capture_output=True, text=True,
+                              timeout=180)
+        self.outputs += [proc.stdout, proc.stderr]
+        assert proc.returncode == 0, proc.stderr[-4000:]
+        return proc
 
     def call(self, function: str, *args, env: dict | None = None, **kwargs) -> dict:
         return self.run(CALL, function, json.dumps(args), json.dumps(kwargs), env=env)
@@ -232,3 +244,79 @@ def test_errors_are_one_clear_line(client: HubClient, artifact: Path, push_first
     assert out.get("error") == error, out
     assert needle in out["message"] and "\n" not in out["message"]
     assert_token_never_leaked(client, "")
+
+
+# --- the real artifact, end to end through the CLI -----------------------------------------------------------------
+
+TINY_REPO = "org/ft-tiny"
+# Plain `datasets` user of a published artifact: no ft_artifacts import.
+LOAD_PUBLISHED = """
+import hashlib, json, sys
+import datasets
+ds = datasets.load_dataset(sys.argv[1], sys.argv[2], split="train")
+assert not any(m.startswith("ft_artifacts") for m in sys.modules)
+print(json.dumps({"rows": ds.num_rows, "columns": list(ds.features),
+                  "digest": hashlib.sha256(json.dumps(ds.to_list()).encode()).hexdigest()}))
+"""
+# ft-artifacts user: load by repo id (download + checksum verification), then query.
+QUERY_PUBLISHED = """
+import json, sys
+import ft_artifacts
+art = ft_artifacts.load(sys.argv[1])
+queries = [q if isinstance(q, str) else tuple(q) for q in json.loads(sys.argv[2])]
+print(json.dumps({"path": str(art.path), "checksums": art.verify(),
+                  "nearest_words": [art.nearest_words(q, k=10) for q in queries],
+                  "neurons_near": art.neurons_near("people", k=10)}))
+"""
+
+
+def test_cli_push_of_a_real_artifact_round_trips(client: HubClient, tiny_artifact: Path, tiny_loaded,
+                                                 caplog) -> None:
+    caplog.set_level(logging.DEBUG, logger=hubserver.logger.name)
+    proc = client.cli("push", str(tiny_artifact), "--repo-id", TINY_REPO)
+
+    repo = client.hub.repos[TINY_REPO]
+    assert repo.repo_type == "dataset" and len(repo.branches["main"]) == 1
+    head = repo.head("main")
+    build_info = (tiny_artifact / "build_info.json").read_bytes()
+    recorded = json.loads(build_info)["files"]
+    assert {p: sha256(b) for p, b in head.files.items()} == {
+        **{rel: f["sha256"] for rel, f in recorded.items()}, "build_info.json": sha256(build_info)}
+    tag = "build-" + sha256(build_info)[:12]
+    assert repo.tags == {tag: head}
+    assert proc.stdout.splitlines() == [f"published {TINY_REPO}@main: {client.hub.endpoint}/datasets/{TINY_REPO}"
+                                        f"/commit/{head.oid}"]
+
+    out = client.run(LOAD_PUBLISHED, TINY_REPO, "neurons")
+    local = pq.read_table(str(tiny_artifact / "data/neurons/train-00000-of-00001.parquet"))
+    assert out == {"rows": local.num_rows, "columns": local.column_names,
+                   "digest": sha256(json.dumps(local.to_pylist()).encode())}
+
+    queries = [tiny_loaded.neurons[0]["neuron"], "people/relative/10", ["time", "absolute", 450], "people"]
+    out = client.run(QUERY_PUBLISHED, TINY_REPO, json.dumps(queries))
+    assert Path(out["path"]).is_relative_to(client.hf_home)  # a downloaded snapshot, not the local folder
+    assert out["checksums"] == {rel: "ok" for rel in recorded}
+    assert out["nearest_words"] == [tiny_loaded.nearest_words(q if isinstance(q, str) else tuple(q), k=10)
+                                    for q in queries]
+    assert out["neurons_near"] == tiny_loaded.neurons_near("people", k=10)
+    assert client.hub.auth_seen and not client.hub.unknown
+    assert_token_never_leaked(client, caplog.text)
+
+
+def test_cli_push_with_revision_lands_on_that_branch(client: HubClient, tiny_artifact: Path, tiny_loaded,
+                                                     caplog) -> None:
+    caplog.set_level(logging.DEBUG, logger=hubserver.logger.name)
+    proc = client.cli("push", str(tiny_artifact), "--repo-id", TINY_REPO, "--revision", "somebranch")
+
+    repo = client.hub.repos[TINY_REPO]
+    assert repo.branches["main"] == []  # nothing on main
+    (commit,) = repo.branches["somebranch"]
+    assert {p: sha256(b) for p, b in commit.files.items()} == {
+        f["path"]: f["sha256"] for f in plan_upload(tiny_artifact)}
+    assert proc.stdout.startswith(f"published {TINY_REPO}@somebranch: ")
+    # The CLI reads it back from that branch (by repo id and --revision).
+    proc = client.cli("query", TINY_REPO, "--revision", "somebranch", "--group", "people", "--k", "10", "--json")
+    assert json.loads(proc.stdout) == [{"token": h["token"], "cosine": h["cosine"]}
+                                       for h in tiny_loaded.nearest_words("people/relative/10")]
+    assert not client.hub.unknown
+    assert_token_never_leaked(client, caplog.text)

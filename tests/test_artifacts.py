@@ -1,0 +1,452 @@
+"""The artifact folder a real build writes: layout, schema, checksums, card, plain-`datasets` reading, the FAISS
+index, the correctness of every stored row against a fresh computation, and resuming a killed build.
+
+One tiny artifact is built per session (artifact_fixtures.tiny_artifact); the resume test builds its own.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import logging
+import os
+import platform
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import torch
+import yaml
+
+pytest.register_assert_rewrite("artifact_fixtures")  # before the import below: its helpers assert too
+
+from artifact_fixtures import (  # noqa: E402
+    HIDDEN, LAYERS, WORDS, assert_same_neighbours, file_hashes, last_json, run_python, sha256_bytes, subprocess_env,
+    tiny_build_config, tiny_vocab,
+)
+from ft_artifacts.schema import CONFIGS, DEFAULT_CONFIG, features  # noqa: E402
+
+pytest_plugins = ["artifact_fixtures"]
+
+INDEXES = ("index/vocab.faiss", "index/optimized.faiss")
+
+
+def data_files(root: Path, config: str) -> list[Path]:
+    return sorted((root / "data" / config).glob("train-*.parquet"))
+
+
+def read_config(root: Path, config: str):
+    """One config's rows as a pyarrow Table, read with pyarrow alone (no ft_artifacts code)."""
+    import pyarrow as pa
+
+    return pa.concat_tables([pq.read_table(str(p)) for p in data_files(root, config)])
+
+
+def vectors(table, column: str = "vector") -> np.ndarray:
+    return np.asarray(table.column(column).to_pylist(), dtype=np.float32)
+
+
+def front_matter(card: str) -> dict:
+    assert card.startswith("---\n"), card[:80]
+    head, sep, _ = card[4:].partition("\n---\n")
+    assert sep, "the card's YAML front matter is not closed by ---"
+    return yaml.safe_load(head)
+
+
+# --- layout ------------------------------------------------------------------------------------------------------
+
+def test_folder_holds_exactly_the_documented_files(tiny_artifact: Path) -> None:
+    expected = {"README.md", "build_info.json", *INDEXES}
+    for config in CONFIGS:
+        files = data_files(tiny_artifact, config)
+        assert files, f"no data/{config}/train-*.parquet"
+        expected |= {p.relative_to(tiny_artifact).as_posix() for p in files}
+    present = {p.relative_to(tiny_artifact).as_posix() for p in tiny_artifact.rglob("*") if p.is_file()}
+    assert present == expected  # nothing else: no .partial work folder, no *.tmp left behind
+
+
+def test_row_counts(tiny_artifact: Path, tiny_config, tiny_lm) -> None:
+    import faiss
+
+    info = json.loads((tiny_artifact / "build_info.json").read_text())
+    words = tiny_config.random_words + tiny_config.curated_words
+    expected = {
+        "neurons": round(tiny_config.neuron_fraction * HIDDEN) * LAYERS,
+        "word_groups": words * len(tiny_config.selections) * len(tiny_config.ks),
+        "vocabulary": len(tiny_vocab()),
+        "neuron_stats": LAYERS * HIDDEN,
+    }
+    assert expected["word_groups"] == 5 * 2 * 4 and tiny_lm.vocab_size == expected["vocabulary"]
+    for config, rows in expected.items():
+        assert read_config(tiny_artifact, config).num_rows == rows, config
+        assert info["configs"][config]["rows"] == rows, config
+    assert faiss.read_index(str(tiny_artifact / "index/vocab.faiss")).ntotal == expected["vocabulary"]
+    assert faiss.read_index(str(tiny_artifact / "index/optimized.faiss")).ntotal == (
+        expected["neurons"] + expected["word_groups"])
+    # 10% of each layer's neurons, drawn per layer; neuron_stats marks exactly those as sampled.
+    neurons = read_config(tiny_artifact, "neurons").column("neuron").to_pylist()
+    stats = read_config(tiny_artifact, "neuron_stats").to_pydict()
+    assert sorted(n for n, s in zip(stats["neuron"], stats["sampled"]) if s) == sorted(neurons)
+    assert [sum(n.startswith(f"L{layer}.") for n in neurons) for layer in range(1, LAYERS + 1)] == (
+        [round(0.1 * HIDDEN)] * LAYERS)
+
+
+def test_schema_round_trip_with_plain_datasets(tiny_artifact: Path, tmp_path: Path) -> None:
+    import datasets
+
+    for config in CONFIGS:
+        files = [str(p) for p in data_files(tiny_artifact, config)]
+        ds = datasets.load_dataset("parquet", data_files=files, split="train", cache_dir=str(tmp_path / "cache"))
+        assert ds.features == features(config), config
+        assert list(ds.features) == list(features(config)), config  # column order too
+        assert ds.num_rows == read_config(tiny_artifact, config).num_rows
+        for column in ("vector", "pre_ln_vector"):
+            if column in ds.features:
+                assert set(map(len, ds[column])) == {HIDDEN}, (config, column)
+
+
+# --- build_info.json -----------------------------------------------------------------------------------------------
+
+def test_build_info_checksums_cover_every_other_file(tiny_artifact: Path) -> None:
+    info = json.loads((tiny_artifact / "build_info.json").read_text())
+    on_disk = {p.relative_to(tiny_artifact).as_posix(): p for p in tiny_artifact.rglob("*") if p.is_file()}
+    assert set(info["files"]) == set(on_disk) - {"build_info.json"}
+    for rel, recorded in info["files"].items():
+        data = on_disk[rel].read_bytes()
+        assert recorded == {"sha256": sha256_bytes(data), "size": len(data)}, rel
+
+
+def test_build_info_records_versions_settings_and_seeds(tiny_artifact: Path, tiny_config, tiny_bert: Path) -> None:
+    from ft_artifacts.builders.presets import BuildConfig
+    from ft_artifacts.builders.sampling import curated_words
+    from ft_artifacts.optimize import row_seed
+
+    info = json.loads((tiny_artifact / "build_info.json").read_text())
+    assert info["build"] == json.loads(json.dumps(tiny_config.to_dict()))
+    assert BuildConfig.from_dict(info["build"]) == tiny_config  # every hyperparameter, incl. all seeds
+    for seed in ("neuron_seed", "word_seed"):
+        assert info["build"][seed] == getattr(tiny_config, seed)
+    assert info["build"]["optim"]["seed"] == tiny_config.optim.seed
+    assert info["model"] == {
+        "id": tiny_bert.name, "source": str(tiny_bert), "num_layers": LAYERS, "hidden_size": HIDDEN,
+        "vocab_size": len(tiny_vocab()),
+        "revision": "sha256:" + sha256_bytes((tiny_bert / "model.safetensors").read_bytes()),
+    }
+    versions = info["versions"]
+    assert versions["python"] == platform.python_version()
+    for dist in ("ft-artifacts", "torch", "transformers", "datasets", "faiss-cpu", "numpy", "pyarrow",
+                 "huggingface_hub"):
+        assert versions[dist] == importlib.metadata.version(dist), dist
+    # The target words: the random draw, then the first curated words (paper 5.1).
+    assert len(info["words"]) == 5 and info["words"][3:] == curated_words()[:2] == ["time", "people"]
+    # Random words are whole Latin-letter words: never [unusedN], ## pieces, digits or punctuation.
+    assert set(info["words"][:3]) <= set(WORDS) - {"time", "people"}
+    groups = read_config(tiny_artifact, "word_groups").to_pydict()
+    assert sorted(set(groups["word"])) == sorted(info["words"])
+    # Every optimized row carries its optimizer settings and its own seed.
+    optim = tiny_config.optim
+    for config, label in (("neurons", "neuron"), ("word_groups", "group")):
+        rows = read_config(tiny_artifact, config).to_pydict()
+        assert rows["seed"] == [row_seed(optim.seed, name) for name in rows[label]], config
+        assert set(rows["steps"]) == {optim.steps} and set(rows["method"]) == {optim.method}
+        assert set(rows["lr"]) == {np.float32(optim.lr)} and set(rows["init_std"]) == {np.float32(optim.init_std)}
+        assert {len(t) for t in rows["activation_trace"]} == {len(range(0, optim.steps, optim.trace_every))}
+
+
+# --- the dataset card ------------------------------------------------------------------------------------------------
+
+SIZE_CATEGORIES = {"n<1K": (0, 1_000), "1K<n<10K": (1_000, 10_000), "10K<n<100K": (10_000, 100_000),
+                   "100K<n<1M": (100_000, 1_000_000), "1M<n<10M": (1_000_000, 10_000_000)}
+
+
+def test_card_front_matter(tiny_artifact: Path) -> None:
+    card = (tiny_artifact / "README.md").read_text(encoding="utf-8")
+    meta = front_matter(card)
+    info = json.loads((tiny_artifact / "build_info.json").read_text())
+    assert isinstance(meta["license"], str) and meta["license"]
+    assert info["model"]["id"] in meta["pretty_name"]
+    assert isinstance(meta["tags"], list) and meta["tags"] and all(isinstance(t, str) for t in meta["tags"])
+    (category,) = meta["size_categories"]
+    low, high = SIZE_CATEGORIES[category]
+    assert low <= sum(c["rows"] for c in info["configs"].values()) < high
+    configs = {c["config_name"]: c for c in meta["configs"]}
+    assert sorted(configs) == sorted(CONFIGS) and len(meta["configs"]) == len(CONFIGS)
+    assert [name for name, c in configs.items() if c.get("default") is True] == [DEFAULT_CONFIG]
+    for name, entry in configs.items():
+        (split,) = entry["data_files"]
+        assert split["split"] == "train"
+        matched = sorted(tiny_artifact.glob(split["path"]))
+        assert matched == data_files(tiny_artifact, name) and matched, name
+    # The body names real rows (the usage examples must work when copied).
+    neuron = read_config(tiny_artifact, "neurons").column("neuron")[0].as_py()
+    group = read_config(tiny_artifact, "word_groups").column("group")[0].as_py()
+    assert f'nearest_words("{neuron}"' in card and f'nearest_words("{group}")' in card
+    for name in CONFIGS:
+        assert f"| `{name}` | {info['configs'][name]['rows']} |" in card
+
+
+# --- plain `datasets` reads it -------------------------------------------------------------------------------------
+
+PLAIN_DATASETS = """
+import hashlib, json, sys
+import datasets
+out = {}
+for name in sys.argv[2:]:
+    ds = datasets.load_dataset(sys.argv[1], name, split="train")
+    out[name] = {"rows": ds.num_rows, "columns": list(ds.features), "features": ds.features.to_dict(),
+                 "digest": hashlib.sha256(json.dumps(ds.to_list()).encode()).hexdigest()}
+default = datasets.load_dataset(sys.argv[1], split="train")
+out["default"] = hashlib.sha256(json.dumps(default.to_list()).encode()).hexdigest()
+out["ft_artifacts_imported"] = sorted(m for m in sys.modules if m.startswith("ft_artifacts"))
+print(json.dumps(out))
+"""
+
+
+def test_plain_datasets_load_dataset_reads_every_config(tiny_artifact: Path, tmp_path: Path) -> None:
+    from datasets import Features
+
+    proc = run_python(PLAIN_DATASETS, tiny_artifact, *CONFIGS, cwd=tmp_path,
+                      env=subprocess_env(HF_HOME=str(tmp_path / "hf"), HF_DATASETS_CACHE=str(tmp_path / "cache")))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = last_json(proc.stdout)
+    assert out["ft_artifacts_imported"] == []
+    for name in CONFIGS:
+        table = read_config(tiny_artifact, name)
+        assert out[name]["rows"] == table.num_rows
+        assert out[name]["columns"] == list(features(name))
+        assert Features.from_dict(out[name]["features"]) == features(name)
+        assert out[name]["digest"] == sha256_bytes(json.dumps(table.to_pylist()).encode()), name
+    assert out["default"] == out[DEFAULT_CONFIG]["digest"]
+
+
+# --- the FAISS index ------------------------------------------------------------------------------------------------
+
+def test_vocab_index_row_i_is_vocabulary_row_i(tiny_artifact: Path, tmp_path: Path) -> None:
+    import datasets
+    import faiss
+
+    vocab = vectors(read_config(tiny_artifact, "vocabulary"))
+    index = faiss.read_index(str(tiny_artifact / "index/vocab.faiss"))
+    assert index.d == HIDDEN
+    normalized = vocab / np.linalg.norm(vocab, axis=1, keepdims=True)
+    np.testing.assert_allclose(index.reconstruct_n(0, index.ntotal), normalized, rtol=0, atol=1e-6)
+
+    # Through plain `datasets`: the published index attaches to the vocabulary config's `vector` column.
+    ds = datasets.load_dataset("parquet", data_files=[str(p) for p in data_files(tiny_artifact, "vocabulary")],
+                               split="train", cache_dir=str(tmp_path / "cache"))
+    ds.load_faiss_index("vector", str(tiny_artifact / "index/vocab.faiss"))
+    queries = vectors(read_config(tiny_artifact, "neurons"))[:8]
+    queries = queries / np.linalg.norm(queries, axis=1, keepdims=True)
+    found = ds.search_batch("vector", queries.astype(np.float32), k=10)
+    for query, got_ids, got_cos in zip(queries, found.total_indices, found.total_scores):
+        assert_same_neighbours(got_ids, got_cos, query, vocab, 10)
+    tokens = read_config(tiny_artifact, "vocabulary").column("token").to_pylist()
+    assert ds[[int(i) for i in found.total_indices[0]]]["token"] == [tokens[int(i)] for i in found.total_indices[0]]
+
+
+# --- every stored row against a fresh computation -----------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def fresh_scan(tiny_lm):
+    from ft_artifacts.scan import scan_vocabulary
+
+    return scan_vocabulary(tiny_lm)
+
+
+def top_k_oracle(acts: np.ndarray, a_max: np.ndarray, word_id: int, k: int, selection: str) -> list[str]:
+    """The paper's selection, written out: best first, ties by lower flat index; relative skips a_max <= 0."""
+    row = acts[word_id].astype(np.float64)
+    if selection == "relative":
+        with np.errstate(divide="ignore", invalid="ignore"):
+            row = np.where(a_max > 0, row / a_max.astype(np.float64), -np.inf)
+    order = np.argsort(-row, kind="stable")[:k]
+    return [f"L{i // HIDDEN + 1}.N{i % HIDDEN}" for i in order]
+
+
+def flat(name: str) -> int:
+    layer, index = name[1:].split(".N")
+    return (int(layer) - 1) * HIDDEN + int(index)
+
+
+def test_group_rows_match_a_fresh_vocabulary_scan(tiny_artifact: Path, tiny_lm, fresh_scan) -> None:
+    from ft_artifacts.hooks import token_activations
+
+    groups = read_config(tiny_artifact, "word_groups").to_pylist()
+    acts = np.asarray(fresh_scan.acts, dtype=np.float32)
+    vocab = vectors(read_config(tiny_artifact, "vocabulary"))
+    for row in groups:
+        word_id = tiny_lm.token_id(row["word"])
+        assert row["group"] == f"{row['word']}/{row['selection']}/{row['k']}"
+        assert row["target_token_id"] == word_id and len(row["neurons"]) == row["k"]
+        assert row["neurons"] == top_k_oracle(acts, fresh_scan.a_max, word_id, row["k"], row["selection"]), row["group"]
+        cols = [flat(n) for n in row["neurons"]]
+        # target_activation: the group objective (mean over I) on the word alone, from a fresh forward.
+        with torch.no_grad():
+            _, alone = token_activations(tiny_lm, torch.tensor([word_id]))
+        expected = float(alone[0, cols].double().mean())
+        assert row["target_activation"] == pytest.approx(expected, rel=1e-5, abs=1e-5)
+        # The most activating vocabulary item for this objective.
+        values = acts[:, cols].astype(np.float64).mean(axis=1)
+        assert row["most_activating_token_id"] == int(values.argmax())
+        assert row["most_activating_token"] == tiny_vocab()[int(values.argmax())]
+        assert row["most_activating_activation"] == pytest.approx(values.max(), rel=1e-5, abs=1e-5)
+        # The target word's rank and cosine among the vocabulary, by brute force.
+        vec = np.asarray(row["vector"], dtype=np.float64)
+        sims = (vocab @ vec) / (np.linalg.norm(vocab, axis=1) * np.linalg.norm(vec))
+        assert row["target_cosine"] == pytest.approx(sims[word_id], abs=1e-5)
+        assert 1 + int((sims > sims[word_id] + 1e-6).sum()) <= row["target_rank"] <= int(
+            (sims >= sims[word_id] - 1e-6).sum())
+    # The nearest tokens stored with each optimized row equal a float64 brute force.
+    for config in ("neurons", "word_groups"):
+        table = read_config(tiny_artifact, config)
+        for query, nearest in zip(vectors(table), table.column("nearest").to_pylist()):
+            ids = [tiny_lm.token_id(n["token"]) for n in nearest]
+            assert_same_neighbours(ids, [n["cosine"] for n in nearest], query, vocab, len(nearest))
+
+
+def test_neuron_rows_match_a_fresh_vocabulary_scan(tiny_artifact: Path, fresh_scan) -> None:
+    acts = np.asarray(fresh_scan.acts, dtype=np.float32)
+    for row in read_config(tiny_artifact, "neurons").to_pylist():
+        col = flat(row["neuron"])
+        assert (row["layer"], row["index"]) == (col // HIDDEN + 1, col % HIDDEN)
+        assert row["most_activating_token_id"] == int(acts[:, col].argmax())
+        assert row["most_activating_activation"] == pytest.approx(float(acts[:, col].max()), rel=1e-5, abs=1e-5)
+    stats = read_config(tiny_artifact, "neuron_stats").to_pydict()
+    np.testing.assert_allclose(stats["a_max"], acts.max(axis=0), rtol=1e-5, atol=1e-5)
+    assert stats["most_activating_token_id"] == acts.argmax(axis=0).tolist()
+
+
+def test_activation_is_a_fresh_forward_of_the_stored_input(tiny_artifact: Path, tiny_lm) -> None:
+    from ft_artifacts.hooks import activations
+
+    for config in ("neurons", "word_groups"):
+        table = read_config(tiny_artifact, config)
+        rows = table.to_pylist()
+        pre_ln = torch.from_numpy(vectors(table, "pre_ln_vector")).unsqueeze(1)  # [n, 1, h]
+        with torch.no_grad():
+            analysis, acts = activations(tiny_lm, pre_ln)
+        analysis, acts = analysis[:, 1].numpy(), acts.double().numpy()
+        # `vector` is the analysis space: the embedding output at position 1 for that pre-LN input.
+        np.testing.assert_allclose(vectors(table), analysis, rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(table.column("norm").to_numpy(), np.linalg.norm(analysis, axis=1), rtol=1e-5)
+        for row, act in zip(rows, acts):
+            names = [row["neuron"]] if config == "neurons" else row["neurons"]
+            expected = act[[flat(n) for n in names]].mean()
+            scale = max(1.0, np.abs(act).max())
+            assert row["activation"] == pytest.approx(expected, rel=1e-5, abs=1e-5 * scale), names[0]
+        # The trace's first entry is the objective at the seeded initial input; optimization raised it.
+        start = np.array([t[0] for t in table.column("activation_trace").to_pylist()])
+        final = table.column("activation").to_numpy()
+        assert np.mean(final > start) > 0.5, config
+
+
+# --- resuming a killed build ----------------------------------------------------------------------------------------
+
+BUILD_SCRIPT = """
+import json, logging, sys, time
+from pathlib import Path
+logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(name)s: %(message)s")
+from ft_artifacts.builders.build import build
+from ft_artifacts.builders.presets import BuildConfig
+
+config = BuildConfig.from_dict(json.loads(sys.argv[1]))
+stop_stage, stop_at = sys.argv[3], int(sys.argv[4])
+
+def progress(stage):
+    def update(done, total):
+        if stage.startswith(stop_stage) and done >= stop_at:
+            print("STOPPED", stage, done, total, flush=True)
+            time.sleep(600)  # wait here to be killed
+    return update
+
+build(config, Path(sys.argv[2]), progress=progress)
+print("FINISHED", flush=True)
+"""
+
+
+def build_until_killed(config, out: Path, stage: str, at: int, cwd: Path) -> str:
+    """Run the build in a child process, SIGKILL it once it reports `at` in `stage`; return its log."""
+    log = cwd / f"build-{stage.split()[0]}.log"
+    with open(log, "w") as err:
+        proc = subprocess.Popen([sys.executable, "-c", BUILD_SCRIPT, json.dumps(config.to_dict()), str(out), stage,
+                                 str(at)], cwd=cwd, env=subprocess_env(), stdout=subprocess.PIPE, stderr=err, text=True)
+    watchdog = threading.Timer(240, proc.kill)  # never hang the suite if the child never reaches `stage`
+    watchdog.start()
+    try:
+        line = proc.stdout.readline()  # blocks until the child stops at `stage` (or exits)
+        assert line.startswith("STOPPED"), (line, proc.wait(), log.read_text()[-3000:])
+        os.kill(proc.pid, signal.SIGKILL)
+        assert proc.wait(timeout=30) == -signal.SIGKILL
+        return log.read_text()
+    finally:
+        watchdog.cancel()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stdout.close()
+
+
+def chunk_stats(out: Path) -> dict[str, tuple[int, int]]:
+    """Each finished chunk file's (inode, mtime): a rewritten chunk changes both (atomic rename)."""
+    return {p.name: (p.stat().st_ino, p.stat().st_mtime_ns)
+            for p in sorted((out / ".partial/chunks").glob("*.parquet"))}
+
+
+def resumed(log: str) -> set[str]:
+    return {line.split("resuming: ")[1].split(" already optimized")[0] for line in log.splitlines()
+            if "already optimized" in line}
+
+
+def test_killed_build_resumes_to_a_byte_identical_artifact(tiny_artifact: Path, tiny_config, tmp_path: Path,
+                                                             caplog) -> None:
+    from ft_artifacts.builders.build import build
+    from ft_artifacts.errors import ArtifactError
+    from ft_artifacts.optimize import OptimConfig
+
+    out = tmp_path / "resumed"
+    steps = tiny_config.optim.steps
+    # 1. Killed while optimizing the second word_groups chunk: all neurons chunks and one group chunk are done.
+    build_until_killed(tiny_config, out, "optimizing word_groups", steps + steps // 3, tmp_path)
+    first = chunk_stats(out)
+    assert sorted(first) == ["neurons-00000.parquet", "neurons-00001.parquet", "neurons-00002.parquet",
+                             "word_groups-00000.parquet"]
+    assert not (out / "build_info.json").exists()
+
+    # Different settings on top of the unfinished build are refused, and touch nothing.
+    other = tiny_build_config(tiny_config.model, optim=OptimConfig(steps=steps + 1, trace_every=5))
+    marker = (out / ".partial/build.json").read_bytes()
+    with pytest.raises(ArtifactError, match="unfinished build with other settings"):
+        build(other, out)
+    assert chunk_stats(out) == first and (out / ".partial/build.json").read_bytes() == marker
+
+    # 2. Resumed, then killed again while packing (after the first data file was written).
+    log = build_until_killed(tiny_config, out, "packing", 1, tmp_path)
+    assert resumed(log) == set(first)
+    assert "resuming: plan found" in log
+    second = chunk_stats(out)
+    assert {name: second[name] for name in first} == first  # finished chunks were not rewritten
+    assert len(second) == 6 and not (out / "build_info.json").exists()
+    assert (out / "data/neurons").is_dir()
+
+    # 3. Resumed to completion: skips every chunk, and equals the uninterrupted build byte for byte.
+    caplog.set_level(logging.INFO, logger="ft_artifacts.builders.build")
+    build(tiny_config, out, keep_work=True)
+    assert resumed(caplog.text) == set(second)
+    assert chunk_stats(out) == second
+    want = file_hashes(tiny_artifact)
+    assert sum(p.startswith(("data/", "index/")) for p in want) == len(CONFIGS) + len(INDEXES)
+    assert file_hashes(out) == want  # data, indexes, card and build_info.json
+
+
+def test_a_build_without_target_words_is_refused(tiny_config, tmp_path: Path) -> None:
+    from ft_artifacts.builders.build import build
+    from ft_artifacts.errors import ArtifactError
+
+    with pytest.raises(ArtifactError, match="at least one target word"):
+        build(tiny_build_config(tiny_config.model, random_words=0, curated_words=0), tmp_path / "no-words")
+    assert not (tmp_path / "no-words" / "build_info.json").exists()
