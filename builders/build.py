@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 
@@ -23,12 +24,14 @@ from ft_artifacts.files import atomic_path
 from ft_artifacts.model import LoadedModel, load_model
 from ft_artifacts.naming import parse_neuron
 from ft_artifacts.optimize import optimize
-from ft_artifacts.pack import pack_artifact
+from ft_artifacts.pack import BUILD_INFO, pack_artifact
+from ft_artifacts.scan import SELECTIONS
 from ft_artifacts.schema import features
 from ft_artifacts.textualize import describe, target_stats
 
 from .plan import Plan, make_plan
 from .presets import BuildConfig
+from .sampling import sample_neurons, sample_words
 
 logger = logging.getLogger(__name__)
 
@@ -48,7 +51,13 @@ def build(
     """Build (or resume building) the artifact folder `out` and return its path."""
     out = Path(out)
     work = out / WORK
+    if Path(config.model).expanduser().exists():  # one identity for a local model, however it is spelled
+        config = replace(config, model=str(Path(config.model).expanduser().resolve()))
     lm = load_model(config.model, device=device)
+    validate(config, lm)
+    if _finished(out, config, lm):
+        logger.info("%s already holds this build; nothing to do", out)
+        return out
     _claim(work, config, lm)
     plan = make_plan(lm, config, work, callback=_stage(progress, "vocabulary scan"))
     chunks = {name: _optimize_config(lm, plan, config, name, work, autocast_dtype, progress) for name in plan.rows}
@@ -62,9 +71,39 @@ def _stage(progress: Progress | None, name: str):
     return progress(name) if progress else None
 
 
+def validate(config: BuildConfig, lm: LoadedModel) -> None:
+    """Every setting checked against the model before any work or any file is written."""
+    config.optim.validate()
+    bad_k = [k for k in config.ks if not 1 <= k <= lm.num_neurons]
+    if bad_k:
+        raise ArtifactError(f"group sizes {bad_k} do not fit this model's {lm.num_neurons} neurons")
+    unknown = set(config.selections) - set(SELECTIONS)
+    if unknown:
+        raise ArtifactError(f"unknown selections {sorted(unknown)}; choose from {', '.join(SELECTIONS)}")
+    sample_neurons(lm.num_layers, lm.hidden_size, config.neuron_fraction, config.neuron_seed)
+    sample_words(lm.tokens, config.random_words, config.curated_words, config.word_seed)
+    if config.chunk_rows < 1 or config.scan_batch < 1 or config.nearest < 1:
+        raise ArtifactError("chunk_rows, scan_batch and nearest must be positive")
+
+
+def _identity(config: BuildConfig, lm: LoadedModel) -> dict:
+    return {"build": config.to_dict(), "model_revision": lm.revision}
+
+
+def _finished(out: Path, config: BuildConfig, lm: LoadedModel) -> bool:
+    """True when `out` holds a finished artifact of exactly this build; an error when it holds another."""
+    info_path = out / BUILD_INFO
+    if not info_path.is_file():
+        return False
+    info = json.loads(info_path.read_text(encoding="utf-8"))
+    if {"build": info.get("build"), "model_revision": info.get("model", {}).get("revision")} != _identity(config, lm):
+        raise ArtifactError(f"{out} holds a finished artifact with other settings; pass another --out")
+    return True
+
+
 def _claim(work: Path, config: BuildConfig, lm: LoadedModel) -> None:
     """Record what this build is; refuse to resume a folder that holds a build with other settings."""
-    identity = {"build": config.to_dict(), "model_revision": lm.revision}
+    identity = _identity(config, lm)
     marker = work / "build.json"
     if marker.exists():
         if json.loads(marker.read_text()) != identity:

@@ -39,7 +39,8 @@ class BuildConfig:
 
 PRESETS: dict[str, BuildConfig] = {
     # The paper's settings: 924 neurons and 800 groups on bert-base-uncased (a GPU job).
-    "paper": BuildConfig(),
+    # chunk_rows 1024: each config is one batch on a GPU (924 neurons, 800 groups); resume unit = one config.
+    "paper": BuildConfig(chunk_rows=1024),
     # Every config of the paper on the packaged MiniLM (228 neurons, all selections and ks), with
     # 6 random + 4 curated words (80 groups) and 300 steps: a few minutes on 2 CPU cores, offline.
     "demo": BuildConfig(

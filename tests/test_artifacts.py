@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import json
+import shutil
 import logging
 import os
 import platform
@@ -449,4 +450,35 @@ def test_a_build_without_target_words_is_refused(tiny_config, tmp_path: Path) ->
 
     with pytest.raises(ArtifactError, match="at least one target word"):
         build(tiny_build_config(tiny_config.model, random_words=0, curated_words=0), tmp_path / "no-words")
-    assert not (tmp_path / "no-words" / "build_info.json").exists()
+    assert not (tmp_path / "no-words").exists(), "a refused build must leave nothing behind"
+
+
+def test_settings_that_do_not_fit_the_model_are_refused_before_any_work(tiny_config, tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from ft_artifacts.builders.build import build
+    from ft_artifacts.errors import ArtifactError
+
+    with pytest.raises(ArtifactError, match=r"group sizes \[481\]"):
+        build(replace(tiny_config, ks=(10, 481)), tmp_path / "bad-k")
+    assert not (tmp_path / "bad-k").exists()
+    # the corrected settings then build in the same folder (nothing was claimed)
+    fixed = replace(tiny_config, ks=(10,), random_words=1, curated_words=1)
+    assert (build(fixed, tmp_path / "bad-k") / "build_info.json").is_file()
+
+
+def test_rebuilding_a_finished_artifact(tiny_artifact: Path, tiny_config, tmp_path: Path) -> None:
+    """Same settings: nothing is recomputed or rewritten. Other settings: refused, artifact untouched."""
+    from dataclasses import replace
+
+    from ft_artifacts.builders.build import build
+    from ft_artifacts.errors import ArtifactError
+
+    out = tmp_path / "copy"
+    shutil.copytree(tiny_artifact, out)
+    before = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()}
+    build(tiny_config, out)
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()} == before
+    with pytest.raises(ArtifactError, match="finished artifact with other settings"):
+        build(replace(tiny_config, word_seed=tiny_config.word_seed + 1), out)
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()} == before
