@@ -15,7 +15,6 @@ import logging
 import shutil
 from dataclasses import replace
 from pathlib import Path
-from typing import Callable
 
 import torch
 
@@ -25,6 +24,7 @@ from ft_artifacts.model import LoadedModel, load_model
 from ft_artifacts.naming import parse_neuron
 from ft_artifacts.optimize import optimize
 from ft_artifacts.pack import BUILD_INFO, pack_artifact
+from ft_artifacts.progress import Progress, stage
 from ft_artifacts.scan import SELECTIONS
 from ft_artifacts.schema import features
 from ft_artifacts.textualize import describe, target_stats
@@ -35,7 +35,6 @@ from .sampling import sample_neurons, sample_words
 
 logger = logging.getLogger(__name__)
 
-Progress = Callable[[str], Callable[[int, int], None]]
 WORK = ".partial"
 
 
@@ -59,16 +58,12 @@ def build(
         logger.info("%s already holds this build; nothing to do", out)
         return out
     _claim(work, config, lm)
-    plan = make_plan(lm, config, work, callback=_stage(progress, "vocabulary scan"))
+    plan = make_plan(lm, config, work, callback=stage(progress, "vocabulary scan"))
     chunks = {name: _optimize_config(lm, plan, config, name, work, autocast_dtype, progress) for name in plan.rows}
-    pack_artifact(out, lm, config, plan, chunks, progress=_stage(progress, "packing"))
+    pack_artifact(out, lm, config, plan, chunks, progress=stage(progress, "packing"))
     if not keep_work:
         shutil.rmtree(work, ignore_errors=True)
     return out
-
-
-def _stage(progress: Progress | None, name: str):
-    return progress(name) if progress else None
 
 
 def validate(config: BuildConfig, lm: LoadedModel) -> None:
@@ -122,7 +117,7 @@ def _optimize_config(lm, plan: Plan, config: BuildConfig, name: str, work: Path,
     size = config.chunk_rows
     files = [work / "chunks" / f"{name}-{i // size:05d}.parquet" for i in range(0, len(specs), size)]
     total_steps = config.optim.steps * len(files)
-    report = _stage(progress, f"optimizing {name} ({len(specs)} rows)")
+    report = stage(progress, f"optimizing {name} ({len(specs)} rows)")
     for number, path in enumerate(files):
         done = number * config.optim.steps
         if path.exists():

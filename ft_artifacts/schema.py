@@ -22,6 +22,11 @@ def _floats():
     return Sequence(_value("float32"))
 
 
+def _neuron_columns() -> dict:
+    """A neuron's name (`L12.N225`) and its parts."""
+    return {"neuron": _value("string"), "layer": _value("int32"), "index": _value("int32")}
+
+
 def _optimized_columns() -> dict:
     """Columns shared by every optimized row (single neurons and neuron groups)."""
     return {
@@ -47,8 +52,7 @@ def features(config: str):
     from datasets import Features, Sequence
 
     if config == "neurons":
-        columns = {"neuron": _value("string"), "layer": _value("int32"), "index": _value("int32")}
-        columns.update(_optimized_columns())
+        columns = {**_neuron_columns(), **_optimized_columns()}
     elif config == "word_groups":
         columns = {
             "group": _value("string"),
@@ -71,9 +75,7 @@ def features(config: str):
         }
     elif config == "neuron_stats":
         columns = {
-            "neuron": _value("string"),
-            "layer": _value("int32"),
-            "index": _value("int32"),
+            **_neuron_columns(),
             "a_max": _value("float32"),
             "most_activating_token": _value("string"),
             "most_activating_token_id": _value("int32"),

@@ -3,24 +3,19 @@
 from __future__ import annotations
 
 import logging
-from typing import Callable, Sequence
+from typing import Sequence
 
 import torch
 
 from .errors import ObjectiveError
 from .model import load_model
 from .optimize import OptimConfig
+from .progress import Progress, stage
 from .scan import scan_vocabulary
 from .textualize import group_objective, neuron_objectives, textualize
 
 logger = logging.getLogger(__name__)
 
-Callback = Callable[[int, int], None]  # (done, total)
-Progress = Callable[[str], Callback]  # stage name -> that stage's callback
-
-
-def stage(progress: Progress | None, name: str) -> Callback | None:
-    return progress(name) if progress else None
 
 
 def textualize_request(
