@@ -46,8 +46,10 @@ def build(
     autocast_dtype: torch.dtype | None = None,
     progress: Progress | None = None,
     keep_work: bool = False,
+    repo_id: str | None = None,
 ) -> Path:
-    """Build (or resume building) the artifact folder `out` and return its path."""
+    """Build (or resume building) the artifact folder `out` and return its path. `repo_id` (where it
+    will be published) only fills the card's usage snippet."""
     out = Path(out)
     work = out / WORK
     if Path(config.model).expanduser().exists():  # one identity for a local model, however it is spelled
@@ -60,7 +62,7 @@ def build(
     _claim(work, config, lm)
     plan = make_plan(lm, config, work, callback=stage(progress, "vocabulary scan"))
     chunks = {name: _optimize_config(lm, plan, config, name, work, autocast_dtype, progress) for name in plan.rows}
-    pack_artifact(out, lm, config, plan, chunks, progress=stage(progress, "packing"))
+    pack_artifact(out, lm, config, plan, chunks, progress=stage(progress, "packing"), repo_id=repo_id)
     if not keep_work:
         shutil.rmtree(work, ignore_errors=True)
     return out

@@ -192,7 +192,8 @@ def build(preset_name, out, model, steps, device, dtype, push, repo_id, private,
     bars = _Bars()
     try:
         path = build_request(preset_name, out, model=model, steps=steps, device=_device(device),
-                             autocast_dtype=_autocast(dtype), progress=bars)
+                             autocast_dtype=_autocast(dtype), progress=bars,
+                             repo_id=repo_id if push else None)
     finally:
         bars.close()
     click.echo(f"built {path}")

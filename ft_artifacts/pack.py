@@ -37,8 +37,10 @@ def data_file(config: str) -> str:
     return f"data/{config}/train-00000-of-00001.parquet"
 
 
-def pack_artifact(out: Path, lm: LoadedModel, config, plan, chunks: dict[str, list[Path]], progress=None) -> None:
-    """Write every file of the artifact atomically; build_info.json goes last."""
+def pack_artifact(out: Path, lm: LoadedModel, config, plan, chunks: dict[str, list[Path]], progress=None,
+                  repo_id: str | None = None) -> None:
+    """Write every file of the artifact atomically; build_info.json goes last. `repo_id`, when known,
+    goes into the card's usage snippet."""
     import datasets
 
     tables = {name: _read_chunks(files) for name, files in chunks.items()}
@@ -57,7 +59,7 @@ def pack_artifact(out: Path, lm: LoadedModel, config, plan, chunks: dict[str, li
     groups = group_summary(tables["word_groups"]) if len(tables["word_groups"]) else []
     info = _build_info(lm, config, plan, tables, single, groups)
     with atomic_path(out / "README.md") as tmp:
-        tmp.write_text(render_card(info, markdown(single, groups), tables), encoding="utf-8")
+        tmp.write_text(render_card(info, markdown(single, groups), tables, repo_id), encoding="utf-8")
     write_build_info(out, info)
     _report(progress, steps, steps)
 
@@ -156,7 +158,7 @@ def _size_category(rows: int) -> str:
     return "1M<n<10M"
 
 
-def render_card(info: dict, results_md: str, tables) -> str:
+def render_card(info: dict, results_md: str, tables, repo_id: str | None = None) -> str:
     template = Template(resources.files("ft_artifacts.cards").joinpath("dataset_card.md").read_text(encoding="utf-8"))
     configs_yaml = "\n".join(
         f"- config_name: {name}\n  data_files:\n  - split: train\n    path: data/{name}/train-*.parquet"
@@ -187,7 +189,7 @@ def render_card(info: dict, results_md: str, tables) -> str:
         nonpositive_max=info["scan"]["nonpositive_max"],
         settings_table="\n".join(f"| {k} | {v} |" for k, v in settings.items()),
         results=results_md,
-        repo_hint="ORG/NAME",
+        repo_hint=repo_id or "ORG/NAME",
         example_neuron=neuron,
         example_group=group,
         example_word=group.split("/")[0],

@@ -58,13 +58,14 @@ def build_request(
     device: str = "cpu",
     autocast_dtype: torch.dtype | None = None,
     progress: Progress | None = None,
+    repo_id: str | None = None,
 ):
     """Build (or resume) the artifact of a preset, with optional model/steps overrides."""
     from .builders.build import build
     from .builders.presets import preset
 
     return build(preset(preset_name, model=model, steps=steps), out, device=device,
-                 autocast_dtype=autocast_dtype, progress=progress)
+                 autocast_dtype=autocast_dtype, progress=progress, repo_id=repo_id)
 
 
 def publish_request(folder: str, repo_id: str, *, private: bool = False, revision: str | None = None,

@@ -185,3 +185,14 @@ def test_cli_build_demo_preset_end_to_end(tiny_bert, tmp_path) -> None:
     assert not (out / ".partial").exists()
     hits = json.loads(ok("query", out, "--group", "people", "--selection", "relative", "--k", "450", "--json"))
     assert hits == [{"token": h["token"], "cosine": h["cosine"]} for h in art.nearest_words("people/relative/450")]
+    assert 'load_dataset("ORG/NAME"' in (out / "README.md").read_text()  # no repo named: a placeholder
+
+
+def test_cli_build_push_dry_run_names_the_repo_in_the_card(tiny_bert, tmp_path) -> None:
+    out = tmp_path / "pushed"
+    result = cli("build", "--preset", "demo", "--model", tiny_bert, "--steps", "2", "--out", out, "--device", "cpu",
+                 "--push", "--repo-id", "org/ft-demo", "--dry-run")
+    assert result.exit_code == 0, (result.output, result.exception)
+    assert "dry run: would upload" in result.stdout and "org/ft-demo@main" in result.stdout
+    card = (out / "README.md").read_text()
+    assert 'load_dataset("org/ft-demo", "neurons"' in card and 'ft_artifacts.load("org/ft-demo")' in card
