@@ -273,6 +273,11 @@ def info(artifacts, revision, as_json):
     for name, config in art.build_info["configs"].items():
         click.echo(f"  {name:<13} {config['rows']:>7} rows")
     click.echo("settings: " + json.dumps(build_cfg, sort_keys=True))
+    results = art.build_info.get("results", {})
+    if results.get("single_neurons"):
+        from .summary import markdown
+
+        click.echo("\n" + markdown(results["single_neurons"], results.get("word_groups", [])) + "\n")
     bad = {k: v for k, v in status.items() if v != "ok"}
     click.echo(f"checksums: {len(status) - len(bad)}/{len(status)} ok" + "".join(f"\n  {k}: {v}" for k, v in bad.items()))
 
