@@ -41,8 +41,6 @@ def pack_artifact(out: Path, lm: LoadedModel, config, plan, chunks: dict[str, li
                   repo_id: str | None = None) -> None:
     """Write every file of the artifact atomically; build_info.json goes last. `repo_id`, when known,
     goes into the card's usage snippet."""
-    import datasets
-
     tables = {name: _read_chunks(files) for name, files in chunks.items()}
     tables["vocabulary"] = _vocabulary(lm, plan)
     tables["neuron_stats"] = _neuron_stats(lm, plan)

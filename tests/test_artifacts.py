@@ -1,21 +1,14 @@
 """The artifact folder a real build writes: layout, schema, checksums, card, plain-`datasets` reading, the FAISS
-index, the correctness of every stored row against a fresh computation, and resuming a killed build.
+index, and the correctness of every stored row against a fresh computation (resuming: test_build.py).
 
-One tiny artifact is built per session (artifact_fixtures.tiny_artifact); the resume test builds its own.
+One tiny artifact is built per session (artifact_fixtures.tiny_artifact).
 """
 
 from __future__ import annotations
 
 import importlib.metadata
 import json
-import shutil
-import logging
-import os
 import platform
-import signal
-import subprocess
-import sys
-import threading
 from pathlib import Path
 
 import numpy as np
@@ -27,8 +20,7 @@ import yaml
 pytest.register_assert_rewrite("artifact_fixtures")  # before the import below: its helpers assert too
 
 from artifact_fixtures import (  # noqa: E402
-    HIDDEN, LAYERS, WORDS, assert_same_neighbours, file_hashes, last_json, run_python, sha256_bytes, subprocess_env,
-    tiny_build_config, tiny_vocab,
+    HIDDEN, LAYERS, WORDS, assert_same_neighbours, last_json, run_python, sha256_bytes, subprocess_env, tiny_vocab,
 )
 from ft_artifacts.schema import CONFIGS, DEFAULT_CONFIG, features  # noqa: E402
 
@@ -344,141 +336,3 @@ def test_activation_is_a_fresh_forward_of_the_stored_input(tiny_artifact: Path, 
         start = np.array([t[0] for t in table.column("activation_trace").to_pylist()])
         final = table.column("activation").to_numpy()
         assert np.mean(final > start) > 0.5, config
-
-
-# --- resuming a killed build ----------------------------------------------------------------------------------------
-
-BUILD_SCRIPT = """
-import json, logging, sys, time
-from pathlib import Path
-logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(name)s: %(message)s")
-from ft_artifacts.builders.build import build
-from ft_artifacts.builders.presets import BuildConfig
-
-config = BuildConfig.from_dict(json.loads(sys.argv[1]))
-stop_stage, stop_at = sys.argv[3], int(sys.argv[4])
-
-def progress(stage):
-    def update(done, total):
-        if stage.startswith(stop_stage) and done >= stop_at:
-            print("STOPPED", stage, done, total, flush=True)
-            time.sleep(600)  # wait here to be killed
-    return update
-
-build(config, Path(sys.argv[2]), progress=progress)
-print("FINISHED", flush=True)
-"""
-
-
-def build_until_killed(config, out: Path, stage: str, at: int, cwd: Path) -> str:
-    """Run the build in a child process, SIGKILL it once it reports `at` in `stage`; return its log."""
-    log = cwd / f"build-{stage.split()[0]}.log"
-    with open(log, "w") as err:
-        proc = subprocess.Popen([sys.executable, "-c", BUILD_SCRIPT, json.dumps(config.to_dict()), str(out), stage,
-                                 str(at)], cwd=cwd, env=subprocess_env(), stdout=subprocess.PIPE, stderr=err, text=True)
-    watchdog = threading.Timer(240, proc.kill)  # never hang the suite if the child never reaches `stage`
-    watchdog.start()
-    try:
-        line = proc.stdout.readline()  # blocks until the child stops at `stage` (or exits)
-        assert line.startswith("STOPPED"), (line, proc.wait(), log.read_text()[-3000:])
-        os.kill(proc.pid, signal.SIGKILL)
-        assert proc.wait(timeout=30) == -signal.SIGKILL
-        return log.read_text()
-    finally:
-        watchdog.cancel()
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        proc.stdout.close()
-
-
-def chunk_stats(out: Path) -> dict[str, tuple[int, int]]:
-    """Each finished chunk file's (inode, mtime): a rewritten chunk changes both (atomic rename)."""
-    return {p.name: (p.stat().st_ino, p.stat().st_mtime_ns)
-            for p in sorted((out / ".partial/chunks").glob("*.parquet"))}
-
-
-def resumed(log: str) -> set[str]:
-    return {line.split("resuming: ")[1].split(" already optimized")[0] for line in log.splitlines()
-            if "already optimized" in line}
-
-
-def test_killed_build_resumes_to_a_byte_identical_artifact(tiny_artifact: Path, tiny_config, tmp_path: Path,
-                                                             caplog) -> None:
-    from ft_artifacts.builders.build import build
-    from ft_artifacts.errors import ArtifactError
-    from ft_artifacts.optimize import OptimConfig
-
-    out = tmp_path / "resumed"
-    steps = tiny_config.optim.steps
-    # 1. Killed while optimizing the second word_groups chunk: all neurons chunks and one group chunk are done.
-    build_until_killed(tiny_config, out, "optimizing word_groups", steps + steps // 3, tmp_path)
-    first = chunk_stats(out)
-    assert sorted(first) == ["neurons-00000.parquet", "neurons-00001.parquet", "neurons-00002.parquet",
-                             "word_groups-00000.parquet"]
-    assert not (out / "build_info.json").exists()
-
-    # Different settings on top of the unfinished build are refused, and touch nothing.
-    other = tiny_build_config(tiny_config.model, optim=OptimConfig(steps=steps + 1, trace_every=5))
-    marker = (out / ".partial/build.json").read_bytes()
-    with pytest.raises(ArtifactError, match="unfinished build with other settings"):
-        build(other, out)
-    assert chunk_stats(out) == first and (out / ".partial/build.json").read_bytes() == marker
-
-    # 2. Resumed, then killed again while packing (after the first data file was written).
-    log = build_until_killed(tiny_config, out, "packing", 1, tmp_path)
-    assert resumed(log) == set(first)
-    assert "resuming: plan found" in log
-    second = chunk_stats(out)
-    assert {name: second[name] for name in first} == first  # finished chunks were not rewritten
-    assert len(second) == 6 and not (out / "build_info.json").exists()
-    assert (out / "data/neurons").is_dir()
-
-    # 3. Resumed to completion: skips every chunk, and equals the uninterrupted build byte for byte.
-    caplog.set_level(logging.INFO, logger="ft_artifacts.builders.build")
-    build(tiny_config, out, keep_work=True)
-    assert resumed(caplog.text) == set(second)
-    assert chunk_stats(out) == second
-    want = file_hashes(tiny_artifact)
-    assert sum(p.startswith(("data/", "index/")) for p in want) == len(CONFIGS) + len(INDEXES)
-    assert file_hashes(out) == want  # data, indexes, card and build_info.json
-
-
-def test_a_build_without_target_words_is_refused(tiny_config, tmp_path: Path) -> None:
-    from ft_artifacts.builders.build import build
-    from ft_artifacts.errors import ArtifactError
-
-    with pytest.raises(ArtifactError, match="at least one target word"):
-        build(tiny_build_config(tiny_config.model, random_words=0, curated_words=0), tmp_path / "no-words")
-    assert not (tmp_path / "no-words").exists(), "a refused build must leave nothing behind"
-
-
-def test_settings_that_do_not_fit_the_model_are_refused_before_any_work(tiny_config, tmp_path: Path) -> None:
-    from dataclasses import replace
-
-    from ft_artifacts.builders.build import build
-    from ft_artifacts.errors import ArtifactError
-
-    with pytest.raises(ArtifactError, match=r"group sizes \[481\]"):
-        build(replace(tiny_config, ks=(10, 481)), tmp_path / "bad-k")
-    assert not (tmp_path / "bad-k").exists()
-    # the corrected settings then build in the same folder (nothing was claimed)
-    fixed = replace(tiny_config, ks=(10,), random_words=1, curated_words=1)
-    assert (build(fixed, tmp_path / "bad-k") / "build_info.json").is_file()
-
-
-def test_rebuilding_a_finished_artifact(tiny_artifact: Path, tiny_config, tmp_path: Path) -> None:
-    """Same settings: nothing is recomputed or rewritten. Other settings: refused, artifact untouched."""
-    from dataclasses import replace
-
-    from ft_artifacts.builders.build import build
-    from ft_artifacts.errors import ArtifactError
-
-    out = tmp_path / "copy"
-    shutil.copytree(tiny_artifact, out)
-    before = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()}
-    build(tiny_config, out)
-    assert {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()} == before
-    with pytest.raises(ArtifactError, match="finished artifact with other settings"):
-        build(replace(tiny_config, word_seed=tiny_config.word_seed + 1), out)
-    assert {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()} == before
