@@ -23,7 +23,7 @@ from .index import build_index, read_index, search
 from .files import sha256_file
 from .naming import parse_neuron
 from .pack import BUILD_INFO, OPTIMIZED_INDEX, VOCAB_INDEX
-from .schema import CONFIGS, features
+from .schema import CONFIGS, read_parquet
 
 logger = logging.getLogger(__name__)
 
@@ -94,20 +94,14 @@ class Artifact:
         if name not in CONFIGS:
             raise ArtifactError(f"unknown config {name!r}; this artifact has {', '.join(CONFIGS)}")
         if name not in self._subsets:
-            import datasets
-            import pyarrow.parquet as pq
-            from datasets.table import InMemoryTable
-
             files = [self.path / f for f in self.build_info["configs"].get(name, {}).get("files", [])]
             if not files or not all(f.is_file() for f in files):
                 raise ArtifactError(f"config {name!r} is missing from {self.path}; re-download or rebuild the artifact")
             try:
-                table = InMemoryTable(pq.read_table([str(f) for f in files]) if len(files) > 1
-                                      else pq.read_table(str(files[0])))
-            except Exception as exc:  # pyarrow raises several types for a damaged file
-                raise ArtifactError(f"cannot read {files[0].name} of config {name!r}: {exc}") from exc
-            dataset = datasets.Dataset(table)  # parquet metadata carries the schema; cast only if it differs
-            self._subsets[name] = dataset if dataset.features == features(name) else dataset.cast(features(name))
+                self._subsets[name] = read_parquet(files, name)
+            except Exception as exc:  # pyarrow and datasets raise several types for a damaged file
+                raise ArtifactError(f"cannot read the parquet files of config {name!r} ({exc}); re-download or rebuild "
+                                    "the artifact") from exc
         return self._subsets[name]
 
     neurons = property(lambda self: self.subset("neurons"))

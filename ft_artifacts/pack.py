@@ -16,7 +16,7 @@ from .index import build_index, write_index
 from .files import atomic_path
 from .model import LoadedModel
 from .naming import Neuron
-from .schema import CONFIGS, DEFAULT_CONFIG, features
+from .schema import CONFIGS, DEFAULT_CONFIG, features, read_parquet
 from .summary import group_summary, markdown, single_neuron_summary
 
 logger = logging.getLogger(__name__)
@@ -41,7 +41,7 @@ def pack_artifact(out: Path, lm: LoadedModel, config, plan, chunks: dict[str, li
                   repo_id: str | None = None) -> None:
     """Write every file of the artifact atomically; build_info.json goes last. `repo_id`, when known,
     goes into the card's usage snippet."""
-    tables = {name: _read_chunks(files) for name, files in chunks.items()}
+    tables = {name: read_parquet(files) for name, files in chunks.items()}
     tables["vocabulary"] = _vocabulary(lm, plan)
     tables["neuron_stats"] = _neuron_stats(lm, plan)
     steps = len(CONFIGS) + 3
@@ -60,16 +60,6 @@ def pack_artifact(out: Path, lm: LoadedModel, config, plan, chunks: dict[str, li
         tmp.write_text(render_card(info, markdown(single, groups), tables, repo_id), encoding="utf-8")
     write_build_info(out, info)
     _report(progress, steps, steps)
-
-
-def _read_chunks(files: list[Path]):
-    """The chunk files of one config as one in-memory Dataset (no copy in the datasets cache)."""
-    import datasets
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-    from datasets.table import InMemoryTable
-
-    return datasets.Dataset(InMemoryTable(pa.concat_tables([pq.read_table(str(p)) for p in files])))
 
 
 def _report(progress, done, total):

@@ -84,3 +84,18 @@ def features(config: str):
     else:
         raise KeyError(config)
     return Features(columns)
+
+
+def read_parquet(files, config: str | None = None):
+    """Parquet files as one in-memory `datasets.Dataset` (nothing copied into the datasets cache).
+    With `config`, the result has exactly that config's features."""
+    import datasets
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from datasets.table import InMemoryTable
+
+    table = pa.concat_tables([pq.read_table(str(f)) for f in files])
+    dataset = datasets.Dataset(InMemoryTable(table))  # parquet metadata carries the schema
+    if config is not None and dataset.features != features(config):
+        dataset = dataset.cast(features(config))
+    return dataset
