@@ -94,7 +94,9 @@ def _finished(out: Path, config: BuildConfig, lm: LoadedModel) -> bool:
         return False
     info = json.loads(info_path.read_text(encoding="utf-8"))
     if {"build": info.get("build"), "model_revision": info.get("model", {}).get("revision")} != _identity(config, lm):
-        raise ArtifactError(f"{out} holds a finished artifact with other settings; pass another --out, or delete the folder to rebuild")
+        raise ArtifactError(
+            f"{out} holds a finished artifact with other settings; pass another --out, or delete the folder to rebuild"
+        )
     return True
 
 
