@@ -1,0 +1,51 @@
+"""The demo preset end to end on the packaged pretrained MiniLM (what `make demo` runs): the artifact
+it builds reproduces the paper's findings in miniature, and reads back through every interface."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+import ft_artifacts
+from ft_artifacts.cli import main
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo") / "artifact"
+    result = CliRunner().invoke(main, ["build", "--preset", "demo", "--out", str(out), "--device", "cpu"])
+    assert result.exit_code == 0, (result.output, result.exception)
+    return ft_artifacts.load(out)
+
+
+def test_single_neurons_reproduce_table_1(demo):
+    single = demo.build_info["results"]["single_neurons"]
+    assert single["rows"] == 228  # round(0.1 * 384) neurons in each of 6 layers
+    # Optimized inputs activate neurons far beyond their most activating token (paper: 42.5 vs 1.28) ...
+    assert single["activation"] >= 4 * single["most_activating_activation"], single
+    # ... and the closest word is almost never the most activating word (paper: 99.7% differ).
+    assert single["closest_differs"] >= 0.9, single
+
+
+def test_word_groups_reproduce_the_table_4_trend(demo):
+    rates = {(g["selection"], g["k"]): g["top1"] for g in demo.build_info["results"]["word_groups"]}
+    assert set(rates) == {(s, k) for s in ("absolute", "relative") for k in (10, 100, 250, 450)}
+    # A vector unrelated to a word has it as nearest token with probability ~1/30,522: with 10 words,
+    # 3 more top-1 hits at k = 250 than at k = 10 cannot be chance (paper, relative: 0% vs 67%).
+    assert rates[("relative", 250)] >= rates[("relative", 10)] + 0.3, rates
+    assert rates[("absolute", 450)] >= rates[("absolute", 10)] + 0.3, rates
+
+
+def test_rows_agree_with_the_stored_summary_and_the_index(demo):
+    groups = demo.word_groups
+    for row in groups.select(range(0, len(groups), 7)):
+        hits = demo.nearest_words(row["group"], k=10)
+        assert [h["token"] for h in hits] == [n["token"] for n in row["nearest"]]
+        assert (row["target_rank"] == 1) == (hits[0]["token"] == row["word"])
+    result = CliRunner().invoke(main, ["query", str(demo.path), "--neuron", demo.neurons[0]["neuron"], "--json"])
+    assert result.exit_code == 0
+    assert [h["token"] for h in json.loads(result.stdout)] == [n["token"] for n in demo.neurons[0]["nearest"]]
