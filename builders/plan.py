@@ -15,7 +15,7 @@ from ft_artifacts.model import LoadedModel
 from ft_artifacts.naming import group_key, parse_neuron
 from ft_artifacts.objectives import Objective, group, neuron
 from ft_artifacts.scan import scan_vocabulary
-from ft_artifacts.textualize import most_activating, objective_on_vocab
+from ft_artifacts.textualize import vocab_stats
 
 from .presets import BuildConfig
 from .sampling import sample_neurons, sample_words
@@ -48,27 +48,23 @@ def make_plan(lm: LoadedModel, config: BuildConfig, work: Path, callback=None) -
     sampled = sample_neurons(lm.num_layers, lm.hidden_size, config.neuron_fraction, config.neuron_seed)
     words = sample_words(lm.tokens, config.random_words, config.curated_words, config.word_seed)
     rows: dict[str, list[dict]] = {"neurons": [], "word_groups": []}
-    for n in sampled:
-        token, act = most_activating(scan, neuron(n))
-        rows["neurons"].append(_spec("neurons", str(n), [n], token, act))
-    for word in words:
-        word_id = lm.token_id(word)
-        for selection in config.selections:
-            for k in config.ks:
-                obj = group(scan.top_neurons(word_id, k, selection), group_key(word, selection, k))
-                token, act = most_activating(scan, obj)
-                spec = _spec("word_groups", obj.label, obj.neurons, token, act)
-                spec.update(word=word, selection=selection, k=k, target_token_id=word_id,
-                            target_activation=float(objective_on_vocab(scan, obj)[word_id]))
-                rows["word_groups"].append(spec)
+    for n, stats in zip(sampled, vocab_stats(scan, [neuron(n) for n in sampled])):
+        rows["neurons"].append(_spec("neurons", str(n), [n], stats))
+    keys = [(w, lm.token_id(w), s, k) for w in words for s in config.selections for k in config.ks]
+    groups = [group(scan.top_neurons(wid, k, s), group_key(w, s, k)) for w, wid, s, k in keys]
+    group_stats = vocab_stats(scan, groups, [word_id for _, word_id, _, _ in keys])
+    for (word, word_id, selection, k), obj, stats in zip(keys, groups, group_stats):
+        spec = _spec("word_groups", obj.label, obj.neurons, stats)
+        spec.update(word=word, selection=selection, k=k, target_token_id=word_id, target_activation=stats["target"])
+        rows["word_groups"].append(spec)
     plan = Plan(scan.a_max, scan.argmax, scan.analysis, scan.nonpositive_max, [str(n) for n in sampled], words, rows)
     _save(plan, arrays, spec_path)
     return plan
 
 
-def _spec(config: str, label: str, neurons, token: int, act: float) -> dict:
+def _spec(config: str, label: str, neurons, stats: dict) -> dict:
     return {"config": config, "label": label, "neurons": [str(n) for n in neurons],
-            "most_activating_token_id": int(token), "most_activating_activation": float(act)}
+            "most_activating_token_id": stats["token"], "most_activating_activation": stats["value"]}
 
 
 def _save(plan: Plan, arrays: Path, spec_path: Path) -> None:

@@ -29,22 +29,35 @@ def group_objective(lm: LoadedModel, scan: VocabScan, word: str, selection: str,
     return group(scan.top_neurons(lm.token_id(word), k, selection), group_key(word, selection, k))
 
 
-def objective_on_vocab(scan: VocabScan, objective: Objective) -> np.ndarray:
-    """The objective's value for every vocabulary item alone [V], from the scan (one mat-vec)."""
-    weights = np.zeros(scan.acts.shape[1], dtype=scan.acts.dtype)
-    for n, w in objective.terms:
-        weights[n.flat(scan.hidden_size)] += w
-    return np.asarray(scan.acts @ weights, dtype=np.float64)
+def vocab_stats(
+    scan: VocabScan, objectives: Sequence[Objective], target_ids: Sequence[int | None] | None = None, chunk: int = 128
+) -> list[dict]:
+    """Per objective, from the scan: the vocabulary item that maximizes it (`token`, `value`) and, where
+    `target_ids[j]` is given, the value of that token alone (`target`).
 
-
-def most_activating(scan: VocabScan, objective: Objective) -> tuple[int, float]:
-    """(token id, objective value) of the vocabulary item that maximizes the objective."""
-    if len(objective.terms) == 1:
-        col = objective.neurons[0].flat(scan.hidden_size)
-        return int(scan.argmax[col]), float(scan.a_max[col]) * objective.terms[0][1]
-    values = objective_on_vocab(scan, objective)
-    best = int(values.argmax())
-    return best, float(values[best])
+    Multi-neuron objectives are evaluated for every token at once, one [V, L*H] x [L*H, chunk] product
+    per chunk of objectives; single neurons read the scan's a_max and argmax.
+    """
+    targets = list(target_ids) if target_ids is not None else [None] * len(objectives)
+    stats: list[dict] = [{} for _ in objectives]
+    dense = [j for j, o in enumerate(objectives) if len(o.terms) > 1 or targets[j] is not None]
+    for j in sorted(set(range(len(objectives))) - set(dense)):
+        ((n, w),) = objectives[j].terms
+        col = n.flat(scan.hidden_size)
+        stats[j] = {"token": int(scan.argmax[col]), "value": float(scan.a_max[col]) * w}
+    for start in range(0, len(dense), chunk):
+        part = dense[start:start + chunk]
+        weights = np.zeros((scan.acts.shape[1], len(part)), dtype=np.float32)
+        for c, j in enumerate(part):
+            for n, w in objectives[j].terms:
+                weights[n.flat(scan.hidden_size), c] += w
+        values = np.asarray(scan.acts @ weights, dtype=np.float32)  # [V, len(part)]
+        best = values.argmax(axis=0)  # the first token reaching the maximum, as in the scan
+        for c, j in enumerate(part):
+            stats[j] = {"token": int(best[c]), "value": float(values[best[c], c])}
+            if targets[j] is not None:
+                stats[j]["target"] = float(values[targets[j], c])
+    return stats
 
 
 def describe(
@@ -107,13 +120,13 @@ def textualize(
     """Optimize all objectives in one batch and describe each; `words[j]` names row j's target word."""
     result = optimize(lm, objectives, config, autocast_dtype=autocast_dtype, callback=callback)
     keys = torch.from_numpy(scan.analysis)
-    rows = describe(lm, keys, result, objectives, [most_activating(scan, o) for o in objectives], nearest)
-    targets = [(j, w) for j, w in enumerate(words or []) if w]
-    if targets:
-        idx = [j for j, _ in targets]
-        target_ids = [lm.token_id(w) for _, w in targets]
+    words = list(words or [None] * len(objectives))
+    vocab = vocab_stats(scan, objectives, [lm.token_id(w) if w else None for w in words])
+    rows = describe(lm, keys, result, objectives, [(v["token"], v["value"]) for v in vocab], nearest)
+    idx = [j for j, w in enumerate(words) if w]
+    if idx:
+        target_ids = [lm.token_id(words[j]) for j in idx]
         stats = target_stats(keys, result.analysis[idx, result.config.position - 1], target_ids)
-        for j, (_, word), tid, extra in zip(idx, targets, target_ids, stats):
-            values = objective_on_vocab(scan, objectives[j])
-            rows[j].update(target_word=word, target_activation=float(values[tid]), **extra)
+        for j, extra in zip(idx, stats):
+            rows[j].update(target_word=words[j], target_activation=vocab[j]["target"], **extra)
     return rows

@@ -225,3 +225,27 @@ def test_word_group_is_the_words_top_neurons(tiny, tiny_scan):
     assert [w for _, w in obj.terms] == [pytest.approx(0.2)] * 5
     with pytest.raises(ObjectiveError, match="not a single token"):
         group_objective(tiny, tiny_scan, "zebra", "relative", 5)
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 128])
+def test_vocab_stats_equal_a_direct_evaluation_on_every_token(tiny, tiny_scan, chunk):
+    from ft_artifacts.objectives import group, neuron
+    from ft_artifacts.naming import Neuron
+    from ft_artifacts.textualize import vocab_stats
+
+    rng = np.random.default_rng(7)
+    width = tiny.num_neurons
+    groups = [[Neuron.from_flat(int(i), tiny.hidden_size) for i in rng.choice(width, size, replace=False)]
+              for size in (2, 5, 11, width)]
+    objectives = [neuron(Neuron(2, 3)), *[group(g, f"g{j}") for j, g in enumerate(groups)], neuron(Neuron(3, 0))]
+    targets = [None, 7, None, 12, 40, 9]
+    stats = vocab_stats(tiny_scan, objectives, targets, chunk=chunk)
+    acts = np.asarray(tiny_scan.acts, dtype=np.float64)
+    for obj, target, got in zip(objectives, targets, stats):
+        values = acts[:, [n.flat(tiny.hidden_size) for n in obj.neurons]].mean(axis=1)
+        assert values[got["token"]] == pytest.approx(values.max(), rel=1e-5, abs=1e-6), obj.label
+        assert got["value"] == pytest.approx(values.max(), rel=1e-5, abs=1e-6), obj.label
+        if target is None:
+            assert "target" not in got
+        else:
+            assert got["target"] == pytest.approx(values[target], rel=1e-5, abs=1e-6), obj.label
