@@ -27,7 +27,7 @@ from ft_artifacts.pack import BUILD_INFO, pack_artifact
 from ft_artifacts.progress import Progress, stage
 from ft_artifacts.scan import SELECTIONS
 from ft_artifacts.schema import features
-from ft_artifacts.textualize import describe, target_stats
+from ft_artifacts.textualize import describe
 
 from .plan import Plan, make_plan
 from .presets import BuildConfig
@@ -142,11 +142,7 @@ def _write_chunk(lm, plan: Plan, config: BuildConfig, specs: list[dict], path: P
     result = optimize(lm, objectives, config.optim, autocast_dtype=autocast_dtype, callback=callback)
     keys = torch.from_numpy(plan.analysis)
     most = [(s["most_activating_token_id"], s["most_activating_activation"]) for s in specs]
-    rows = describe(lm, keys, result, objectives, most, config.nearest)
-    if specs[0]["config"] == "word_groups":
-        vectors = result.analysis[:, config.optim.position - 1]
-        for row, extra in zip(rows, target_stats(keys, vectors, [s["target_token_id"] for s in specs])):
-            row.update(extra)
+    rows = describe(lm, keys, result, objectives, most, config.nearest, [s.get("target_token_id") for s in specs])
     records = [_record(spec, row, config) for spec, row in zip(specs, rows)]
     name = specs[0]["config"]
     table = datasets.Dataset.from_list(records, features=features(name))

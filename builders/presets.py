@@ -57,8 +57,7 @@ def preset(name: str, **overrides) -> BuildConfig:
     """A named preset with optional overrides (model=..., steps=... maps to optim.steps)."""
     if name not in PRESETS:
         raise ArtifactError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
-    config = replace(PRESETS[name], optim=replace(PRESETS[name].optim))
-    optim_keys = {k: overrides.pop(k) for k in list(overrides) if k in OptimConfig.__dataclass_fields__}
-    config = replace(config, **{k: v for k, v in overrides.items() if v is not None})
-    optim_keys = {k: v for k, v in optim_keys.items() if v is not None}
-    return replace(config, optim=replace(config.optim, **optim_keys))
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    optim = {k: overrides.pop(k) for k in list(overrides) if k in OptimConfig.__dataclass_fields__}
+    base = PRESETS[name]
+    return replace(base, optim=replace(base.optim, **optim), **overrides)

@@ -8,9 +8,9 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
+from .errors import ObjectiveError
 from .metrics import cosine_topk, cosine_to, rank_of
 from .model import LoadedModel
-from .errors import ObjectiveError
 from .naming import group_key, parse_neuron
 from .objectives import Objective, group, neuron
 from .optimize import OptimConfig, OptimResult, optimize
@@ -67,11 +67,13 @@ def describe(
     objectives: Sequence[Objective],
     most: Sequence[tuple[int, float]],
     nearest: int = 10,
+    target_ids: Sequence[int | None] | None = None,
 ) -> list[dict]:
     """One dict per optimized row: activation, most activating token, nearest tokens, vectors.
 
     keys: [V, h] the vocabulary's analysis-space vectors; most[j]: (token id, activation) of the
-    vocabulary item that maximizes objective j.
+    vocabulary item that maximizes objective j; target_ids[j] (optional): row j's target word, whose
+    rank and cosine are added as `target_rank` and `target_cosine`.
     """
     position = result.config.position - 1
     vectors = result.analysis[:, position].float()
@@ -95,10 +97,14 @@ def describe(
             "activation_trace": result.trace[j].tolist(),
             "seed": result.seeds[j],
         })
+    idx = [j for j, t in enumerate(target_ids or []) if t is not None]
+    if idx:
+        for j, extra in zip(idx, _target_stats(keys, vectors[idx], [target_ids[j] for j in idx])):
+            rows[j].update(extra)
     return rows
 
 
-def target_stats(keys: torch.Tensor, row_vectors: torch.Tensor, target_ids: Sequence[int]) -> list[dict]:
+def _target_stats(keys: torch.Tensor, row_vectors: torch.Tensor, target_ids: Sequence[int]) -> list[dict]:
     """For group rows: the target word's rank among the vocabulary (1 = nearest) and its cosine."""
     ids = torch.tensor(list(target_ids), dtype=torch.long)
     ranks = rank_of(row_vectors.float(), keys, ids)
@@ -121,12 +127,10 @@ def textualize(
     result = optimize(lm, objectives, config, autocast_dtype=autocast_dtype, callback=callback)
     keys = torch.from_numpy(scan.analysis)
     words = list(words or [None] * len(objectives))
-    vocab = vocab_stats(scan, objectives, [lm.token_id(w) if w else None for w in words])
-    rows = describe(lm, keys, result, objectives, [(v["token"], v["value"]) for v in vocab], nearest)
-    idx = [j for j, w in enumerate(words) if w]
-    if idx:
-        target_ids = [lm.token_id(words[j]) for j in idx]
-        stats = target_stats(keys, result.analysis[idx, result.config.position - 1], target_ids)
-        for j, extra in zip(idx, stats):
-            rows[j].update(target_word=words[j], target_activation=vocab[j]["target"], **extra)
+    target_ids = [lm.token_id(w) if w else None for w in words]
+    vocab = vocab_stats(scan, objectives, target_ids)
+    rows = describe(lm, keys, result, objectives, [(v["token"], v["value"]) for v in vocab], nearest, target_ids)
+    for row, word, stats in zip(rows, words, vocab):
+        if word:
+            row.update(target_word=word, target_activation=stats["target"])
     return rows
