@@ -5,29 +5,33 @@ Stages, each saved under `<out>/.partial/` by atomic rename before the next star
 2. optimize: rows in chunks of `chunk_rows`; each finished chunk is one parquet file
 3. pack: datasets, indexes, card and build_info.json (ft_artifacts.pack)
 A killed build started again with the same settings skips finished work and ends with the same
-artifact: every row's initial input depends only on (seed, objective), never on its batch.
+artifact: a chunk always holds the same rows in the same order, so it computes the same bits.
+Temporary files live in `.partial/tmp/`, so a killed build leaves none in the artifact's folders.
+A build writes only its own files: an `--out` holding anything else is refused, untouched.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import shutil
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from ft_artifacts.errors import ArtifactError
 from ft_artifacts.files import atomic_path
+from ft_artifacts.manifest import BUILD_INFO, ModelInfo, artifact_paths, read_manifest
 from ft_artifacts.model import LoadedModel, load_model
-from ft_artifacts.naming import parse_neuron
+from ft_artifacts.naming import Neuron
 from ft_artifacts.optimize import optimize
-from ft_artifacts.pack import BUILD_INFO, pack_artifact
+from ft_artifacts.pack import pack_artifact
 from ft_artifacts.progress import Progress, stage
+from ft_artifacts.rows import to_record
 from ft_artifacts.scan import SELECTIONS
 from ft_artifacts.schema import features
-from ft_artifacts.textualize import describe
+from ft_artifacts.textualize import make_rows
 
 from .plan import Plan, make_plan
 from .presets import BuildConfig
@@ -54,15 +58,19 @@ def build(
     work = out / WORK
     if Path(config.model).expanduser().exists():  # one identity for a local model, however it is spelled
         config = replace(config, model=str(Path(config.model).expanduser().resolve()))
+    check_out(out)
     lm = load_model(config.model, device=device)
     validate(config, lm)
     if _finished(out, config, lm):
         logger.info("%s already holds this build; nothing to do", out)
         return out
-    _claim(work, config, lm)
-    plan = make_plan(lm, config, work, callback=stage(progress, "vocabulary scan"))
+    tmp = _claim(out, config, lm)
+    plan = make_plan(lm, config, work, callback=stage(progress, "vocabulary scan"), tmp_dir=tmp)
     chunks = {name: _optimize_config(lm, plan, config, name, work, autocast_dtype, progress) for name in plan.rows}
-    pack_artifact(out, lm, config, plan, chunks, progress=stage(progress, "packing"), repo_id=repo_id)
+    tables = _tables(lm, plan, chunks)
+    pack_artifact(out, tables=tables, model=model_info(lm), settings=config.to_dict(),
+                  settings_table=settings_table(config, lm), words=plan.words, nonpositive_max=plan.nonpositive_max,
+                  tmp_dir=tmp, progress=stage(progress, "packing"), repo_id=repo_id)
     if not keep_work:
         shutil.rmtree(work, ignore_errors=True)
     return out
@@ -81,6 +89,40 @@ def validate(config: BuildConfig, lm: LoadedModel) -> None:
     sample_words(lm.tokens, config.random_words, config.curated_words, config.word_seed)
     if config.chunk_rows < 1 or config.scan_batch < 1 or config.nearest < 1:
         raise ArtifactError("chunk_rows, scan_batch and nearest must be positive")
+    limit = lm.model.config.max_position_embeddings - 2
+    if config.optim.length > limit:
+        raise ArtifactError(f"length {config.optim.length} does not fit: {lm.model_id} takes at most {limit} "
+                            "optimized tokens between [CLS] and [SEP]")
+
+
+def model_info(lm: LoadedModel) -> ModelInfo:
+    return ModelInfo(id=lm.model_id, revision=lm.revision, source=lm.source, num_layers=lm.num_layers,
+                     hidden_size=lm.hidden_size, vocab_size=lm.vocab_size)
+
+
+def settings_table(config: BuildConfig, lm: LoadedModel) -> dict[str, str]:
+    """The build settings as the card shows them."""
+    return {
+        "model": f"{lm.model_id} ({lm.revision})",
+        "neurons": f"{config.neuron_fraction:.0%} of each layer, seed {config.neuron_seed}",
+        "target words": f"{config.random_words} random (seed {config.word_seed}) + {config.curated_words} curated",
+        "group configs": f"{', '.join(config.selections)} × k ∈ {{{', '.join(map(str, config.ks))}}}",
+        **{f"optimizer: {k}": str(v) for k, v in config.optim.__dict__.items()},
+    }
+
+
+def check_out(out: Path) -> None:
+    """Refuse, touching nothing, an `out` that holds files this package's builds do not write."""
+    if out.exists() and not out.is_dir():
+        raise ArtifactError(f"--out {out} is a file; pass a folder")
+    if not out.is_dir():
+        return
+    ours = set(artifact_paths())
+    foreign = sorted(p.relative_to(out).as_posix() for p in out.rglob("*")
+                     if not p.is_dir() and p.relative_to(out).parts[0] != WORK and p.relative_to(out).as_posix() not in ours)
+    if foreign:
+        raise ArtifactError(f"--out {out} holds files a build does not write ({', '.join(foreign[:3])}"
+                            f"{' ...' if len(foreign) > 3 else ''}); pass an empty or new folder")
 
 
 def _identity(config: BuildConfig, lm: LoadedModel) -> dict:
@@ -89,83 +131,120 @@ def _identity(config: BuildConfig, lm: LoadedModel) -> dict:
 
 def _finished(out: Path, config: BuildConfig, lm: LoadedModel) -> bool:
     """True when `out` holds a finished artifact of exactly this build; an error when it holds another."""
-    info_path = out / BUILD_INFO
-    if not info_path.is_file():
+    if not (out / BUILD_INFO).is_file():
         return False
-    info = json.loads(info_path.read_text(encoding="utf-8"))
-    if {"build": info.get("build"), "model_revision": info.get("model", {}).get("revision")} != _identity(config, lm):
+    manifest = read_manifest(out)
+    if {"build": manifest.settings, "model_revision": manifest.model.revision} != _identity(config, lm):
         raise ArtifactError(
             f"{out} holds a finished artifact with other settings; pass another --out, or delete the folder to rebuild"
         )
     return True
 
 
-def _claim(work: Path, config: BuildConfig, lm: LoadedModel) -> None:
-    """Record what this build is; refuse to resume a folder that holds a build with other settings."""
+def _claim(out: Path, config: BuildConfig, lm: LoadedModel) -> Path:
+    """Record what this build is; refuse to resume a folder that holds a build with other settings, or
+    artifact files that no unfinished build of ours left there. Returns the temporary-file folder,
+    emptied of whatever a killed run left in it."""
+    import json
+
+    work = out / WORK
     identity = _identity(config, lm)
     marker = work / "build.json"
     if marker.exists():
-        if json.loads(marker.read_text()) != identity:
+        try:
+            same = json.loads(marker.read_text()) == identity
+        except ValueError:
+            same = False
+        if not same:
             raise ArtifactError(
-                f"{work.parent} holds an unfinished build with other settings; "
-                "pass another --out, or delete the folder to start over"
+                f"{out} holds an unfinished build with other settings; pass another --out, or delete the folder to start over"
             )
-        return
-    with atomic_path(marker) as tmp:
-        tmp.write_text(json.dumps(identity, sort_keys=True))
+    else:
+        present = [p for p in artifact_paths() if (out / p).exists()]
+        if present:
+            raise ArtifactError(f"--out {out} holds artifact files ({', '.join(present[:3])}) but no build of its own; "
+                                "pass an empty or new folder")
+    tmp = work / "tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True, exist_ok=True)
+    if not marker.exists():
+        with atomic_path(marker, tmp_dir=tmp) as path:
+            path.write_text(json.dumps(identity, sort_keys=True))
+    return tmp
 
 
 def _optimize_config(lm, plan: Plan, config: BuildConfig, name: str, work: Path, autocast_dtype, progress):
     """Optimize one config's rows chunk by chunk; return the chunk files in order."""
-    specs = plan.rows[name]
+    targets = plan.rows[name]
     size = config.chunk_rows
-    files = [work / "chunks" / f"{name}-{i // size:05d}.parquet" for i in range(0, len(specs), size)]
+    files = [work / "chunks" / f"{name}-{i // size:05d}.parquet" for i in range(0, len(targets), size)]
     total_steps = config.optim.steps * len(files)
-    report = stage(progress, f"optimizing {name} ({len(specs)} rows)")
+    report = stage(progress, f"optimizing {name} ({len(targets)} rows)")
     for number, path in enumerate(files):
         done = number * config.optim.steps
-        if path.exists():
+        chunk = targets[number * size:(number + 1) * size]
+        if _chunk_ok(path, name, len(chunk)):
             logger.info("resuming: %s already optimized", path.name)
         else:
-            chunk = specs[number * size:(number + 1) * size]
             step_report = (lambda s, _t, d=done: report(d + s, total_steps)) if report else None
-            _write_chunk(lm, plan, config, chunk, path, autocast_dtype, step_report)
+            _write_chunk(lm, plan, config, name, chunk, path, autocast_dtype, step_report, work / "tmp")
         if report:
             report(done + config.optim.steps, total_steps)
     return files
 
 
-def _write_chunk(lm, plan: Plan, config: BuildConfig, specs: list[dict], path: Path, autocast_dtype, callback):
+def _chunk_ok(path: Path, name: str, rows: int) -> bool:
+    """A finished chunk: readable, with this config's columns and the chunk's row count. A damaged
+    chunk (a disk error, a truncated copy) is logged and optimized again."""
+    if not path.exists():
+        return False
+    import pyarrow.parquet as pq
+
+    try:
+        ok = pq.read_metadata(path).num_rows == rows and pq.read_schema(path).names == list(features(name))
+    except Exception as exc:  # noqa: BLE001 - pyarrow raises several types for a damaged file
+        logger.warning("chunk %s is unreadable (%s); optimizing it again", path.name, exc)
+        return False
+    if not ok:
+        logger.warning("chunk %s does not hold this chunk's rows; optimizing it again", path.name)
+    return ok
+
+
+def _write_chunk(lm, plan: Plan, config: BuildConfig, name: str, targets, path: Path, autocast_dtype, callback,
+                 tmp_dir: Path):
     import datasets
 
-    objectives = [plan.objective(s) for s in specs]
-    result = optimize(lm, objectives, config.optim, autocast_dtype=autocast_dtype, callback=callback)
-    keys = torch.from_numpy(plan.analysis)
-    most = [(s["most_activating_token_id"], s["most_activating_activation"]) for s in specs]
-    rows = describe(lm, keys, result, objectives, most, config.nearest, [s.get("target_token_id") for s in specs])
-    records = [_record(spec, row, config) for spec, row in zip(specs, rows)]
-    name = specs[0]["config"]
-    table = datasets.Dataset.from_list(records, features=features(name))
-    with atomic_path(path) as tmp:
+    result = optimize(lm, [t.objective for t in targets], config.optim, autocast_dtype=autocast_dtype,
+                      callback=callback)
+    rows = make_rows(lm.tokens, torch.from_numpy(plan.analysis), result, targets, config.nearest)
+    table = datasets.Dataset.from_list([to_record(r) for r in rows], features=features(name))
+    with atomic_path(path, tmp_dir=tmp_dir) as tmp:
         table.to_parquet(str(tmp))
 
 
-def _record(spec: dict, row: dict, config: BuildConfig) -> dict:
-    """A describe() row plus its plan spec, in the schema's columns."""
-    optim = config.optim
-    record = {key: row[key] for key in (
-        "vector", "pre_ln_vector", "norm", "activation", "most_activating_token", "most_activating_token_id",
-        "most_activating_activation", "nearest", "activation_trace", "seed",
-    )}
-    record.update(steps=optim.steps, lr=optim.lr, init_std=optim.init_std, method=optim.method)
-    if spec["config"] == "neurons":
-        n = parse_neuron(spec["neurons"][0])
-        record.update(neuron=str(n), layer=n.layer, index=n.index)
-    else:
-        record.update(
-            group=spec["label"], word=spec["word"], selection=spec["selection"], k=spec["k"],
-            neurons=spec["neurons"], target_token_id=spec["target_token_id"],
-            target_rank=row["target_rank"], target_cosine=row["target_cosine"],
-            target_activation=spec["target_activation"],
-        )
-    return record
+def _tables(lm: LoadedModel, plan: Plan, chunks: dict[str, list[Path]]) -> dict:
+    """The four configs' tables: the optimized chunks, then the vocabulary and every neuron's stats."""
+    import datasets
+
+    from ft_artifacts.schema import read_parquet
+
+    tables = {name: read_parquet(files, name) for name, files in chunks.items()}
+    emb = lm.embedding_matrix.detach().float().cpu().numpy()
+    tables["vocabulary"] = datasets.Dataset.from_dict({
+        "token_id": np.arange(lm.vocab_size, dtype=np.int32),
+        "token": lm.tokens,
+        "vector": list(plan.analysis),
+        "pre_ln_vector": list(emb),
+    }, features=features("vocabulary"))
+    names = [Neuron.from_flat(i, lm.hidden_size) for i in range(lm.num_neurons)]
+    sampled = set(plan.sampled)
+    tables["neuron_stats"] = datasets.Dataset.from_dict({
+        "neuron": [str(n) for n in names],
+        "layer": [n.layer for n in names],
+        "index": [n.index for n in names],
+        "a_max": plan.a_max,
+        "most_activating_token": [lm.tokens[int(t)] for t in plan.argmax],
+        "most_activating_token_id": plan.argmax.astype(np.int32),
+        "sampled": [str(n) in sampled for n in names],
+    }, features=features("neuron_stats"))
+    return tables

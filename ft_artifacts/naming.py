@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import NamedTuple
 
-from .errors import NeuronNameError
+from .errors import NeuronNameError, ObjectiveError
 
 _NAME = re.compile(r"^L(0|[1-9][0-9]*)\.N(0|[1-9][0-9]*)$")  # canonical: ASCII digits, no leading zeros
 
@@ -58,3 +59,31 @@ def _shape_hint(num_layers: int | None, hidden_size: int | None) -> str:
 def group_key(word: str, selection: str, k: int) -> str:
     """The text key of a word's neuron group, e.g. `crowd/relative/250`."""
     return f"{word}/{selection}/{k}"
+
+
+class Group(NamedTuple):
+    """A word's neuron group: its `k` top neurons by `selection` (absolute or relative)."""
+
+    word: str
+    selection: str
+    k: int
+
+    def __str__(self) -> str:
+        return group_key(self.word, self.selection, self.k)
+
+
+def parse_group(value) -> Group:
+    """A `Group`, a (word, selection, k) tuple or a `word/selection/k` key as a `Group`."""
+    if isinstance(value, str):
+        parts = value.rsplit("/", 2)
+        value = (parts[0], parts[1], parts[2]) if len(parts) == 3 else None
+    if isinstance(value, (tuple, list)) and len(value) == 3:
+        word, selection, k = value
+        try:
+            k = int(k) if not isinstance(k, bool) and str(k).isdigit() else None
+        except (TypeError, ValueError):
+            k = None
+        if isinstance(word, str) and word and isinstance(selection, str) and k is not None:
+            return Group(word, selection, k)
+    raise ObjectiveError(f"malformed group {value!r}: expected (word, selection, k), e.g. ('crowd', 'relative', 250) "
+                          "or 'crowd/relative/250'")

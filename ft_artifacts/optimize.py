@@ -25,33 +25,9 @@ from .errors import ObjectiveError
 from .hooks import embed, run_layers, sequence_embeds
 from .model import LoadedModel
 from .objectives import CompiledObjectives, Objective, compile_objectives
+from .settings import METHODS, OptimConfig  # noqa: F401 - OptimConfig is part of this module's API
 
 logger = logging.getLogger(__name__)
-
-METHODS = ("preconditioned", "plain")
-
-
-@dataclass
-class OptimConfig:
-    steps: int = 5000  # paper 4.1: activations reliably converge within 5,000 steps
-    lr: float = 100.0  # paper 4.1, footnote 1: smaller rates did not converge
-    init_std: float = 1.0  # x ~ N(0, std^2) in R^V; on MiniLM std 0.01 left activations ~10x lower after 2,000 steps
-    seed: int = 0  # each row's init derives from (seed, objective label): batching never changes a row
-    length: int = 1  # l, optimized tokens between [CLS] and [SEP] (paper: 1)
-    position: int = 1  # where activations are read: the optimized token (paper: position 1)
-    method: str = "preconditioned"  # exact reformulation of plain SGD; "plain" updates x itself
-    trace_every: int = 100  # activation trace resolution, in steps
-
-    def validate(self) -> None:
-        if self.steps < 0 or self.trace_every < 1:
-            raise ObjectiveError("steps must be >= 0 and trace_every >= 1")
-        if self.length < 1 or not 1 <= self.position <= self.length:
-            raise ObjectiveError(f"position must lie in 1..length (got position {self.position}, length {self.length})")
-        if self.method not in METHODS:
-            raise ObjectiveError(f"unknown method {self.method!r}; choose one of {', '.join(METHODS)}")
-        if not self.lr > 0 or not self.init_std >= 0:
-            raise ObjectiveError("lr must be > 0 and init_std >= 0")
-
 
 @dataclass
 class OptimResult:

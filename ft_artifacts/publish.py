@@ -7,35 +7,29 @@ huggingface_hub's usual sources (``HF_TOKEN``, ``hf auth login``) and are never 
 
 from __future__ import annotations
 
-import fnmatch
 import logging
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 from ft_artifacts.errors import ArtifactError, PublishError
 from ft_artifacts.files import sha256_file
 
 logger = logging.getLogger(__name__)
 
-def _is_ignored(rel: PurePosixPath) -> bool:
-    """Hidden files and folders (incl. ``.cache``/``.partial``/``.git``) and ``*.tmp`` are never published."""
-    return any(part.startswith(".") for part in rel.parts) or fnmatch.fnmatch(rel.name, "*.tmp")
-
-
 def plan_upload(folder: str | Path) -> list[dict]:
-    """Every file under ``folder`` that would be published: ``{"path", "size", "sha256"}``, sorted by path.
+    """Exactly the files an artifact's build_info.json lists, plus build_info.json itself, verified
+    (size and sha256, no symbolic links, nothing unlisted under data/ or index/):
+    ``{"path", "size", "sha256"}`` in upload order. Raises ``ArtifactError`` naming the problem."""
+    from .manifest import BUILD_INFO, check_files, read_manifest
 
-    Skips hidden files/folders (any path part starting with '.', which covers ``.cache`` and ``.partial``)
-    and ``*.tmp`` files. Raises ``ArtifactError`` if ``folder`` is not a directory.
-    """
     root = Path(folder)
     if not root.is_dir():
         raise ArtifactError(f"artifact folder not found: {root} (build the artifact first or fix the path)")
-    plan = []
-    for path in root.rglob("*"):
-        rel = PurePosixPath(path.relative_to(root).as_posix())
-        if path.is_file() and not _is_ignored(rel):
-            plan.append({"path": str(rel), "size": path.stat().st_size, "sha256": sha256_file(path)})
-    return sorted(plan, key=lambda item: item["path"])
+    manifest = read_manifest(root)
+    check_files(root, manifest, full=True, for_upload=True)
+    plan = [{"path": rel, "size": entry.size, "sha256": entry.sha256} for rel, entry in sorted(manifest.files.items())]
+    info = root / BUILD_INFO
+    plan.append({"path": BUILD_INFO, "size": info.stat().st_size, "sha256": sha256_file(info)})
+    return plan
 
 
 def _hub_error_message(err: Exception, repo_id: str, revision: str | None) -> str | None:
@@ -89,26 +83,34 @@ def _create_tag(api, repo_id: str, tag: str, commit_oid: str) -> None:
 
 
 def _commit_folder(api, root: Path, repo_id: str, plan: list[dict], revision: str, message: str):
-    """Upload every planned file in a single commit (create_commit never splits, unlike xet's upload_folder)."""
+    """Upload every planned file in a single commit (create_commit never splits, unlike xet's upload_folder).
+    Each file is read into memory once and checked against its planned sha256, so what is uploaded is
+    exactly what was verified, even if the file changes on disk meanwhile."""
+    import hashlib
+
     from huggingface_hub import CommitOperationAdd
 
-    operations = [CommitOperationAdd(path_in_repo=item["path"], path_or_fileobj=root / item["path"])
-                  for item in plan]
+    operations = []
+    for item in plan:
+        data = (root / item["path"]).read_bytes()
+        if hashlib.sha256(data).hexdigest() != item["sha256"]:
+            raise ArtifactError(f"{item['path']} changed while publishing; nothing was committed, try again")
+        operations.append(CommitOperationAdd(path_in_repo=item["path"], path_or_fileobj=data))
     return api.create_commit(repo_id, operations, commit_message=message, repo_type="dataset", revision=revision)
 
 
 def push_folder(folder: str | Path, repo_id: str, *, private: bool = False, revision: str | None = None,
-                commit_message: str | None = None, tag: str | None = None, token: str | None = None) -> dict:
+                commit_message: str | None = None, tag: str | None = None, token: str | None = None,
+                plan: list[dict] | None = None) -> dict:
     """Publish ``folder`` to dataset repo ``repo_id`` in ONE commit, optionally on a branch and tagged.
 
+    Uploads exactly what ``plan_upload`` lists, verified first; nothing reaches the Hub before that check.
     Returns ``{"repo_id", "revision", "commit_oid", "commit_url", "files"}`` where ``files`` is ``plan_upload``.
     If nothing changed since the branch head, no commit is made and the head commit is returned.
     Raises ``PublishError`` with a one-line fix for auth, permission, not-found and connection problems.
     """
     root = Path(folder)
-    plan = plan_upload(root)
-    if not plan:
-        raise PublishError(f"nothing to publish: {root} has no files (after skipping hidden and temp files)")
+    plan = plan if plan is not None else plan_upload(root)
     branch = revision or "main"
     try:
         api = _api(token)
@@ -128,19 +130,32 @@ def push_folder(folder: str | Path, repo_id: str, *, private: bool = False, revi
             "files": plan}
 
 
-def download_artifact(repo_id: str, revision: str | None = None, cache_dir: str | Path | None = None) -> Path:
+def download_artifact(repo_id: str, revision: str | None = None, cache_dir: str | Path | None = None,
+                      force_download: bool = False) -> Path:
     """Download (or reuse from cache) a published artifact; returns the local snapshot folder.
 
+    build_info.json comes first; then exactly the files it lists, from the same commit, and nothing
+    else in the repo. ``force_download`` fetches every file again (a corrupt cached copy is replaced).
     Honours ``HF_HUB_OFFLINE``: offline, only a cached snapshot is returned. Raises ``ArtifactError`` with a
     one-line fix when the repo or revision does not exist, the Hub is unreachable, or (offline) nothing is cached.
     """
-    from huggingface_hub import snapshot_download
+    from huggingface_hub import hf_hub_download, snapshot_download
     from huggingface_hub.errors import LocalEntryNotFoundError
 
+    from .manifest import BUILD_INFO, read_manifest
+
     try:
-        path = snapshot_download(repo_id, repo_type="dataset", revision=revision, cache_dir=cache_dir)
+        info = Path(hf_hub_download(repo_id, BUILD_INFO, repo_type="dataset", revision=revision,
+                                    cache_dir=cache_dir, force_download=force_download))
+        snapshot = info.parent
+        manifest = read_manifest(snapshot)
+        commit = snapshot.name  # the cache's snapshot folders are named by commit hash
+        path = snapshot_download(repo_id, repo_type="dataset", revision=commit, cache_dir=cache_dir,
+                                 allow_patterns=sorted(manifest.files), force_download=force_download)
     except LocalEntryNotFoundError as err:
         raise ArtifactError(_not_cached_message(repo_id, revision)) from err
+    except ArtifactError:
+        raise
     except Exception as err:  # noqa: BLE001 - translated below or re-raised untouched
         message = _hub_error_message(err, repo_id, revision)
         if message is None:

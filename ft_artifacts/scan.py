@@ -26,7 +26,7 @@ from .naming import Neuron
 
 logger = logging.getLogger(__name__)
 
-SELECTIONS = ("absolute", "relative")
+from .settings import SELECTIONS  # noqa: F401 - re-exported
 
 
 @dataclass

@@ -1,89 +1,31 @@
-"""Config names in, `datasets.Features` out: the one schema the builders write and the loader reads.
-
-Vector columns hold float32 lists of the model's hidden size. `vector` is always the analysis space
-(embedding output after LayerNorm, at the optimized position); `pre_ln_vector` is `x @ E`.
-"""
+"""Config names in, `datasets.Features` out: the one schema the builders write and the loader reads,
+derived from the row types of rows.py."""
 
 from __future__ import annotations
 
-CONFIGS = ("neurons", "word_groups", "vocabulary", "neuron_stats")
-DEFAULT_CONFIG = "neurons"
+from .manifest import CONFIGS, DEFAULT_CONFIG  # noqa: F401 - re-exported: the configs the schema covers
+from .rows import ROW_TYPES, column_types
 
 
-def _value(dtype: str):
-    from datasets import Value
+def _feature(dtype: str):
+    from datasets import Sequence, Value
 
+    if dtype == "floats":
+        return Sequence(Value("float32"))
+    if dtype == "strings":
+        return Sequence(Value("string"))
+    if dtype == "nearest":
+        return [{"token": Value("string"), "cosine": Value("float32")}]
     return Value(dtype)
-
-
-def _floats():
-    from datasets import Sequence
-
-    return Sequence(_value("float32"))
-
-
-def _neuron_columns() -> dict:
-    """A neuron's name (`L12.N225`) and its parts."""
-    return {"neuron": _value("string"), "layer": _value("int32"), "index": _value("int32")}
-
-
-def _optimized_columns() -> dict:
-    """Columns shared by every optimized row (single neurons and neuron groups)."""
-    return {
-        "vector": _floats(),
-        "pre_ln_vector": _floats(),
-        "norm": _value("float32"),
-        "activation": _value("float32"),
-        "most_activating_token": _value("string"),
-        "most_activating_token_id": _value("int32"),
-        "most_activating_activation": _value("float32"),
-        "nearest": [{"token": _value("string"), "cosine": _value("float32")}],
-        "activation_trace": _floats(),
-        "seed": _value("int64"),
-        "steps": _value("int32"),
-        "lr": _value("float32"),
-        "init_std": _value("float32"),
-        "method": _value("string"),
-    }
 
 
 def features(config: str):
     """The `datasets.Features` of one config."""
-    from datasets import Features, Sequence
+    from datasets import Features
 
-    if config == "neurons":
-        columns = {**_neuron_columns(), **_optimized_columns()}
-    elif config == "word_groups":
-        columns = {
-            "group": _value("string"),
-            "word": _value("string"),
-            "selection": _value("string"),
-            "k": _value("int32"),
-            "neurons": Sequence(_value("string")),
-            "target_token_id": _value("int32"),
-            "target_rank": _value("int32"),
-            "target_cosine": _value("float32"),
-            "target_activation": _value("float32"),
-        }
-        columns.update(_optimized_columns())
-    elif config == "vocabulary":
-        columns = {
-            "token_id": _value("int32"),
-            "token": _value("string"),
-            "vector": _floats(),
-            "pre_ln_vector": _floats(),
-        }
-    elif config == "neuron_stats":
-        columns = {
-            **_neuron_columns(),
-            "a_max": _value("float32"),
-            "most_activating_token": _value("string"),
-            "most_activating_token_id": _value("int32"),
-            "sampled": _value("bool"),
-        }
-    else:
+    if config not in ROW_TYPES:
         raise KeyError(config)
-    return Features(columns)
+    return Features({name: _feature(dtype) for name, dtype in column_types(ROW_TYPES[config]).items()})
 
 
 def read_parquet(files, config: str | None = None):

@@ -11,7 +11,8 @@ from .errors import ObjectiveError
 from .model import load_model
 from .optimize import OptimConfig
 from .progress import Progress, stage
-from .scan import scan_vocabulary
+from .rows import GroupRow, NeuronRow
+from .scan import SELECTIONS, scan_vocabulary
 from .textualize import group_objective, neuron_objectives, textualize
 
 logger = logging.getLogger(__name__)
@@ -30,23 +31,36 @@ def textualize_request(
     autocast_dtype: torch.dtype | None = None,
     nearest: int = 10,
     progress: Progress | None = None,
-) -> list[dict]:
+) -> list[NeuronRow | GroupRow]:
     """Load the model, scan its vocabulary, and textualize the named neurons and/or word group."""
-    config.validate()  # every cheap check runs before the vocabulary scan's cost
+    config.validate()  # every cheap check runs before the model load and the vocabulary scan
+    if nearest < 1:
+        raise ObjectiveError(f"--nearest must be at least 1 (got {nearest})")
+    if word and selection not in SELECTIONS:
+        raise ObjectiveError(f"unknown selection {selection!r}; choose one of {', '.join(SELECTIONS)}")
     lm = load_model(model, device=device)
+    check_length(lm, config.length)
     objectives = neuron_objectives(lm, neurons)
-    words: list[str | None] = [None] * len(objectives)
+    groups: list[tuple[str, str, int] | None] = [None] * len(objectives)
     if word:
         lm.token_id(word)
         if not 1 <= k <= lm.num_neurons:
-            raise ObjectiveError(f"--k must lie in 1..{lm.num_neurons} for this model (got {k})")
+            raise ObjectiveError(f"--group-size must lie in 1..{lm.num_neurons} for this model (got {k})")
     logger.info("scanning %d vocabulary items", lm.vocab_size)
     scan = scan_vocabulary(lm, callback=stage(progress, "vocabulary scan"))
     if word:
         objectives.append(group_objective(lm, scan, word, selection, k))
-        words.append(word)
-    return textualize(lm, scan, objectives, config, words=words, nearest=nearest,
+        groups.append((word, selection, k))
+    return textualize(lm, scan, objectives, config, groups=groups, nearest=min(nearest, lm.vocab_size),
                       autocast_dtype=autocast_dtype, callback=stage(progress, "optimizing"))
+
+
+def check_length(lm, length: int) -> None:
+    """The optimized tokens plus [CLS] and [SEP] must fit the model's position embeddings."""
+    limit = lm.model.config.max_position_embeddings - 2
+    if length > limit:
+        raise ObjectiveError(f"--length {length} does not fit: {lm.model_id} takes at most {limit} optimized tokens "
+                             "between [CLS] and [SEP]")
 
 
 def build_request(
@@ -70,20 +84,21 @@ def build_request(
 
 def publish_request(folder: str, repo_id: str, *, private: bool = False, revision: str | None = None,
                     dry_run: bool = False) -> dict:
-    """Push an artifact folder in one commit tagged with its build id, or only plan it (dry run)."""
-    from .loader import Artifact
+    """Push exactly the files an artifact's build_info.json lists, verified first, in one commit tagged
+    with its build id; or only list them (dry run). Nothing reaches the Hub unless every file checks out."""
     from .publish import plan_upload, push_folder
 
-    Artifact(folder).verify()  # never publish a damaged or unfinished artifact
+    plan = plan_upload(folder)  # reads the manifest and verifies every listed file: raises before any request
     if dry_run:
-        return {"repo_id": repo_id, "revision": revision or "main", "dry_run": True, "files": plan_upload(folder)}
-    return push_folder(folder, repo_id, private=private, revision=revision, tag=build_tag(folder),
-                       commit_message=f"ft-artifacts build {build_tag(folder)}")
+        return {"repo_id": repo_id, "revision": revision or "main", "dry_run": True, "files": plan}
+    tag = build_tag(folder)
+    return push_folder(folder, repo_id, private=private, revision=revision, tag=tag,
+                       commit_message=f"ft-artifacts build {tag}", plan=plan)
 
 
 def build_tag(folder: str) -> str:
     """A tag naming this exact build: `build-` + the first 12 hex digits of build_info.json's sha256."""
     from .files import sha256_file
-    from .pack import BUILD_INFO
+    from .manifest import BUILD_INFO
 
     return "build-" + sha256_file(f"{folder}/{BUILD_INFO}")[:12]

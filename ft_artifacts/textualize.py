@@ -1,8 +1,9 @@
 """Objectives in, textualizations out: optimized inputs with their activation, most activating token
-and nearest vocabulary tokens, as plain dicts (the rows of the CLI's JSON and of the datasets)."""
+and nearest vocabulary tokens, as the typed rows of rows.py (the CLI's JSON and the datasets' rows)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import numpy as np
@@ -11,9 +12,10 @@ import torch
 from .errors import ObjectiveError
 from .metrics import cosine_topk, cosine_to, rank_of
 from .model import LoadedModel
-from .naming import group_key, parse_neuron
+from .naming import Neuron, group_key, parse_neuron
 from .objectives import Objective, group, neuron
 from .optimize import OptimConfig, OptimResult, optimize
+from .rows import GroupRow, Nearest, NeuronRow
 from .scan import SELECTIONS, VocabScan
 
 
@@ -60,56 +62,121 @@ def vocab_stats(
     return stats
 
 
-def describe(
-    lm: LoadedModel,
+@dataclass(frozen=True)
+class RowTarget:
+    """What one optimized row will be, known before optimizing: its objective, the vocabulary item
+    that maximizes it and, for a word's group, the word, selection, k and the word's own activation."""
+
+    objective: Objective
+    most_activating_token_id: int
+    most_activating_activation: float
+    word: str | None = None
+    selection: str | None = None
+    k: int | None = None
+    target_token_id: int | None = None
+    target_activation: float | None = None
+
+    @property
+    def config(self) -> str:
+        return "neurons" if self.word is None else "word_groups"
+
+    def to_dict(self) -> dict:
+        """JSON form (neurons as [layer, index] pairs), for saving a build plan."""
+        data = {k: v for k, v in self.__dict__.items() if k != "objective"}
+        data["label"] = self.objective.label
+        data["terms"] = [[n.layer, n.index, w] for n, w in self.objective.terms]
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "RowTarget":
+        data = dict(data)
+        terms = tuple((Neuron(int(l), int(i)), float(w)) for l, i, w in data.pop("terms"))
+        return cls(Objective(terms, data.pop("label")), **data)
+
+
+def diverged_rows(result: OptimResult) -> torch.Tensor:
+    """[batch] bool: rows whose final activation or vectors are not finite."""
+    position = result.config.position - 1
+    finite = torch.isfinite(result.activation)
+    finite &= torch.isfinite(result.analysis[:, position]).all(-1)
+    finite &= torch.isfinite(result.pre_ln[:, position]).all(-1)
+    return ~finite
+
+
+def make_rows(
+    tokens: Sequence[str],
     keys: torch.Tensor,
     result: OptimResult,
-    objectives: Sequence[Objective],
-    most: Sequence[tuple[int, float]],
+    targets: Sequence[RowTarget],
     nearest: int = 10,
-    target_ids: Sequence[int | None] | None = None,
-) -> list[dict]:
-    """One dict per optimized row: activation, most activating token, nearest tokens, vectors.
+) -> list[NeuronRow | GroupRow]:
+    """The one path from an optimization result to rows, shared by `textualize` and the builder.
 
-    keys: [V, h] the vocabulary's analysis-space vectors; most[j]: (token id, activation) of the
-    vocabulary item that maximizes objective j; target_ids[j] (optional): row j's target word, whose
-    rank and cosine are added as `target_rank` and `target_cosine`.
-    """
-    position = result.config.position - 1
-    vectors = result.analysis[:, position].float()
-    cosines, ids = cosine_topk(vectors, keys, nearest)
-    rows = []
-    for j, obj in enumerate(objectives):
-        token, token_act = most[j]
-        rows.append({
-            "objective": obj.label,
-            "neurons": [str(n) for n in obj.neurons],
-            "activation": float(result.activation[j]),
-            "most_activating_token": lm.tokens[token],
-            "most_activating_token_id": int(token),
-            "most_activating_activation": float(token_act),
-            "nearest": [
-                {"token": lm.tokens[int(i)], "cosine": float(c)} for c, i in zip(cosines[j], ids[j])
-            ],
-            "norm": float(vectors[j].norm()),
-            "vector": vectors[j].tolist(),
-            "pre_ln_vector": result.pre_ln[j, position].float().tolist(),
-            "activation_trace": result.trace[j].tolist(),
-            "seed": result.seeds[j],
-        })
-    idx = [j for j, t in enumerate(target_ids or []) if t is not None]
-    if idx:
-        for j, extra in zip(idx, _target_stats(keys, vectors[idx], [target_ids[j] for j in idx])):
-            rows[j].update(extra)
+    keys: [V, h] the vocabulary's analysis-space vectors; targets[j] describes result row j.
+    Diverged rows keep their (non-finite) values, get no nearest tokens and no target rank."""
+    config = result.config
+    position = config.position - 1
+    vectors = result.analysis[:, position].float()  # [b, h]
+    diverged = diverged_rows(result)
+    ok = (~diverged).nonzero().flatten()
+    near: dict[int, list[Nearest]] = {int(j): [] for j in diverged.nonzero().flatten()}
+    if ok.numel():
+        cosines, ids = cosine_topk(vectors[ok], keys, nearest)
+        for j, cs, row_ids in zip(ok.tolist(), cosines, ids):
+            near[j] = [Nearest(tokens[int(i)], float(c)) for c, i in zip(cs, row_ids)]
+    group_rows = [j for j in ok.tolist() if targets[j].target_token_id is not None]
+    ranks: dict[int, tuple[int, float]] = {}
+    if group_rows:
+        ids = torch.tensor([targets[j].target_token_id for j in group_rows], dtype=torch.long)
+        rank = rank_of(vectors[group_rows], keys, ids)
+        cos = cosine_to(vectors[group_rows], keys, ids)
+        ranks = {j: (int(r), float(c)) for j, r, c in zip(group_rows, rank, cos)}
+    rows: list[NeuronRow | GroupRow] = []
+    for j, target in enumerate(targets):
+        common = dict(
+            vector=vectors[j].tolist(),
+            pre_ln_vector=result.pre_ln[j, position].float().tolist(),
+            norm=float(vectors[j].norm()),
+            activation=float(result.activation[j]),
+            diverged=bool(diverged[j]),
+            most_activating_token=tokens[target.most_activating_token_id],
+            most_activating_token_id=int(target.most_activating_token_id),
+            most_activating_activation=float(target.most_activating_activation),
+            nearest=near[j],
+            activation_trace=result.trace[j].float().tolist(),
+            seed=int(result.seeds[j]),
+            steps=config.steps, lr=config.lr, init_std=config.init_std, method=config.method,
+        )
+        if target.word is None:
+            (n,) = target.objective.neurons
+            rows.append(NeuronRow(neuron=str(n), layer=n.layer, index=n.index, **common))
+        else:
+            rank, cosine = ranks.get(j, (None, None))
+            rows.append(GroupRow(
+                group=target.objective.label, word=target.word, selection=target.selection, k=target.k,
+                neurons=[str(n) for n in target.objective.neurons], target_token_id=target.target_token_id,
+                target_rank=rank, target_cosine=cosine, target_activation=float(target.target_activation),
+                **common,
+            ))
     return rows
 
 
-def _target_stats(keys: torch.Tensor, row_vectors: torch.Tensor, target_ids: Sequence[int]) -> list[dict]:
-    """For group rows: the target word's rank among the vocabulary (1 = nearest) and its cosine."""
-    ids = torch.tensor(list(target_ids), dtype=torch.long)
-    ranks = rank_of(row_vectors.float(), keys, ids)
-    cosines = cosine_to(row_vectors.float(), keys, ids)
-    return [{"target_rank": int(r), "target_cosine": float(c)} for r, c in zip(ranks, cosines)]
+def targets_for(
+    scan: VocabScan, objectives: Sequence[Objective], groups: Sequence[tuple[str, int, str, int] | None] | None = None
+) -> list[RowTarget]:
+    """Row targets from the scan: groups[j] = (word, word id, selection, k) for a word's group."""
+    groups = list(groups) if groups is not None else [None] * len(objectives)
+    stats = vocab_stats(scan, objectives, [g[1] if g else None for g in groups])
+    out = []
+    for obj, g, st in zip(objectives, groups, stats):
+        if g is None:
+            if len(obj.terms) != 1:
+                raise ObjectiveError(f"{obj.label}: a multi-neuron objective needs its word, selection and k")
+            out.append(RowTarget(obj, st["token"], st["value"]))
+        else:
+            word, word_id, selection, k = g
+            out.append(RowTarget(obj, st["token"], st["value"], word, selection, k, word_id, st["target"]))
+    return out
 
 
 def textualize(
@@ -118,19 +185,15 @@ def textualize(
     objectives: Sequence[Objective],
     config: OptimConfig | None = None,
     *,
-    words: Sequence[str | None] | None = None,
+    groups: Sequence[tuple[str, str, int] | None] | None = None,
     nearest: int = 10,
     autocast_dtype: torch.dtype | None = None,
     callback: Callable[[int, int], None] | None = None,
-) -> list[dict]:
-    """Optimize all objectives in one batch and describe each; `words[j]` names row j's target word."""
+) -> list[NeuronRow | GroupRow]:
+    """Optimize all objectives in one batch and describe each; `groups[j]` = (word, selection, k)
+    names row j's word group (None for a single neuron)."""
+    groups = list(groups) if groups is not None else [None] * len(objectives)
+    keyed = [(g[0], lm.token_id(g[0]), g[1], g[2]) if g else None for g in groups]
+    targets = targets_for(scan, objectives, keyed)
     result = optimize(lm, objectives, config, autocast_dtype=autocast_dtype, callback=callback)
-    keys = torch.from_numpy(scan.analysis)
-    words = list(words or [None] * len(objectives))
-    target_ids = [lm.token_id(w) if w else None for w in words]
-    vocab = vocab_stats(scan, objectives, target_ids)
-    rows = describe(lm, keys, result, objectives, [(v["token"], v["value"]) for v in vocab], nearest, target_ids)
-    for row, word, stats in zip(rows, words, vocab):
-        if word:
-            row.update(target_word=word, target_activation=stats["target"])
-    return rows
+    return make_rows(lm.tokens, torch.from_numpy(scan.analysis), result, targets, nearest)

@@ -120,11 +120,11 @@ def test_build_info_records_versions_settings_and_seeds(tiny_artifact: Path, tin
     from ft_artifacts.optimize import row_seed
 
     info = json.loads((tiny_artifact / "build_info.json").read_text())
-    assert info["build"] == json.loads(json.dumps(tiny_config.to_dict()))
-    assert BuildConfig.from_dict(info["build"]) == tiny_config  # every hyperparameter, incl. all seeds
+    assert info["settings"] == json.loads(json.dumps(tiny_config.to_dict()))
+    assert BuildConfig.from_dict(info["settings"]) == tiny_config  # every hyperparameter, incl. all seeds
     for seed in ("neuron_seed", "word_seed"):
-        assert info["build"][seed] == getattr(tiny_config, seed)
-    assert info["build"]["optim"]["seed"] == tiny_config.optim.seed
+        assert info["settings"][seed] == getattr(tiny_config, seed)
+    assert info["settings"]["optim"]["seed"] == tiny_config.optim.seed
     assert info["model"] == {
         "id": tiny_bert.name, "source": str(tiny_bert), "num_layers": LAYERS, "hidden_size": HIDDEN,
         "vocab_size": len(tiny_vocab()),

@@ -41,11 +41,12 @@ def ok(*args) -> str:
 
 
 def fails_cleanly(*args) -> str:
-    """The command fails with exit status 1 and exactly one `Error: ...` line on stderr; returns that line."""
+    """The command fails with exit status 1 (2 for a usage error) and exactly one `Error: ...` line on stderr;
+    returns that line."""
     result = cli(*args)
     # A clean failure is click's own SystemExit; any other exception would have been a traceback.
     assert isinstance(result.exception, SystemExit), (result.exception, result.output)
-    assert result.exit_code == 1 and result.stdout == ""
+    assert result.exit_code in (1, 2) and result.stdout == ""
     lines = result.stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith("Error: "), result.stderr
     assert "Traceback" not in result.output
@@ -59,31 +60,32 @@ def sampled_neuron(art) -> str:
 def test_query_json_equals_the_loader(tiny_artifact, tiny_loaded) -> None:
     neuron = sampled_neuron(tiny_loaded)
     cases = [
-        (["--neuron", neuron], neuron, 10),
-        (["--neuron", neuron, "-k", "3"], neuron, 3),
-        (["--group", "people", "--selection", "relative", "--k", "10"], "people/relative/10", 10),
-        (["--group", "time", "--selection", "absolute", "--k", "450", "-k", "4"], "time/absolute/450", 4),
-        (["--group", "people"], "people/relative/250", 10),  # documented defaults
-        (["--word", "people"], "people", 10),
-        (["--word", "/"], "/", 10),
+        (["--neuron", neuron], {"neuron": neuron}, 10),
+        (["--neuron", neuron, "-n", "3"], {"neuron": neuron}, 3),
+        (["--group", "people", "--selection", "relative", "--group-size", "10"], {"group": "people/relative/10"}, 10),
+        (["--group", "time", "--selection", "absolute", "--group-size", "450", "--top", "4"],
+         {"group": "time/absolute/450"}, 4),
+        (["--group", "people"], {"group": "people/relative/250"}, 10),  # documented defaults
+        (["--word", "people"], {"word": "people"}, 10),
+        (["--word", "/"], {"word": "/"}, 10),
     ]
-    for args, key, k in cases:
+    for args, query, k in cases:
         got = json.loads(ok("query", tiny_artifact, *args, "--json"))
-        want = [{"token": h["token"], "cosine": h["cosine"]} for h in tiny_loaded.nearest_words(key, k=k)]
+        want = [{"token": h["token"], "cosine": h["cosine"]} for h in tiny_loaded.nearest_words(k=k, **query)]
         assert got == want, args
 
 
 def test_query_human_output(tiny_artifact, tiny_loaded) -> None:
     neuron = sampled_neuron(tiny_loaded)
-    lines = ok("query", tiny_artifact, "--neuron", neuron, "-k", "4").splitlines()
+    lines = ok("query", tiny_artifact, "--neuron", neuron, "-n", "4").splitlines()
     assert lines[0] == f"nearest tokens to {neuron}:"
-    hits = tiny_loaded.nearest_words(neuron, k=4)
+    hits = tiny_loaded.nearest_words(neuron=neuron, k=4)
     assert [line.split() for line in lines[1:]] == [[h["token"], f"{h['cosine']:.4f}"] for h in hits]
 
 
 def test_info_shows_configs_and_checksums(tiny_artifact, tiny_loaded) -> None:
     out = ok("info", tiny_artifact)
-    info = tiny_loaded.build_info
+    info = json.loads((tiny_artifact / "build_info.json").read_text())
     assert f"model: {info['model']['id']} ({info['model']['revision']}), {LAYERS} layers x {HIDDEN}" in out
     for name in CONFIGS:
         assert re.search(rf"^\s+{name}\s+{info['configs'][name]['rows']} rows$", out, re.M), name
@@ -113,10 +115,16 @@ def test_errors_are_one_clean_line(tiny_artifact, tiny_loaded, tmp_path) -> None
     assert unsampled in fails_cleanly("query", tiny_artifact, "--neuron", unsampled)
     assert "out of range" in fails_cleanly("query", tiny_artifact, "--neuron", f"L{LAYERS + 1}.N0")
     assert "'zebra'" in fails_cleanly("query", tiny_artifact, "--word", "zebra")
-    assert "group is not in this artifact" in fails_cleanly("query", tiny_artifact, "--group", "people", "--k", "11")
+    assert "group is not in this artifact" in fails_cleanly("query", tiny_artifact, "--group", "people",
+                                                            "--group-size", "11")
+    # Each option takes only its own kind: a word is no neuron, a neuron name no word.
+    assert "--neuron takes a neuron name" in fails_cleanly("query", tiny_artifact, "--neuron", "people")
+    assert "not a single token" in fails_cleanly("query", tiny_artifact, "--word", unsampled)
+    assert "not a single token" in fails_cleanly("query", tiny_artifact, "--word", "people/relative/10")
     assert "exactly one of" in fails_cleanly("query", tiny_artifact, "--neuron", unsampled, "--word", "people")
     assert "exactly one of" in fails_cleanly("query", tiny_artifact)
-    assert "k must be a positive integer" in fails_cleanly("query", tiny_artifact, "--word", "people", "-k", "0")
+    assert "0 is not in the range x>=1" in fails_cleanly("query", tiny_artifact, "--word", "people", "-n", "0")
+    assert "No such option" in fails_cleanly("query", tiny_artifact, "--word", "people", "-k", "3")
     for command in ("query", "info"):
         assert "no such artifact folder" in fails_cleanly(command, tmp_path / "nope", *(
             ["--word", "people"] if command == "query" else []))
@@ -136,7 +144,8 @@ def test_errors_are_one_clean_line(tiny_artifact, tiny_loaded, tmp_path) -> None
         assert "build_info.json is corrupt" in fails_cleanly(command, broken, *extra)
 
     assert "push needs --repo-id" in fails_cleanly("push", tiny_artifact)
-    assert "build_info.json is missing" in fails_cleanly("push", tmp_path / "nope", "--repo-id", "a/b", "--dry-run")
+    assert "artifact folder not found" in fails_cleanly("push", tmp_path / "nope", "--repo-id", "a/b", "--dry-run")
+    assert "build_info.json is missing" in fails_cleanly("push", tmp_path, "--repo-id", "a/b", "--dry-run")
     out = tmp_path / "never-built"
     assert "--push needs --repo-id" in fails_cleanly("build", "--out", out, "--push", "--device", "cpu")
     assert not out.exists()
@@ -177,14 +186,14 @@ def test_cli_build_demo_preset_end_to_end(tiny_bert, tmp_path) -> None:
     assert result.exit_code == 0, (result.output, result.exception)
     assert result.stdout.splitlines()[-1] == f"built {out}"
     art = ft_artifacts.load(out)  # checksums verified
-    build = art.build_info["build"]
+    build = art.manifest.settings
     assert build["model"] == str(tiny_bert) and build["optim"]["steps"] == 5
     assert build["ks"] == [10, 100, 250, 450] and build["selections"] == ["absolute", "relative"]
     assert len(art.word_groups) == (build["random_words"] + build["curated_words"]) * 2 * 4
     assert set(art.neurons["steps"]) == {5}
     assert not (out / ".partial").exists()
-    hits = json.loads(ok("query", out, "--group", "people", "--selection", "relative", "--k", "450", "--json"))
-    assert hits == [{"token": h["token"], "cosine": h["cosine"]} for h in art.nearest_words("people/relative/450")]
+    hits = json.loads(ok("query", out, "--group", "people", "--selection", "relative", "--group-size", "450", "--json"))
+    assert hits == [{"token": h["token"], "cosine": h["cosine"]} for h in art.nearest_words(group="people/relative/450")]
     assert 'load_dataset("ORG/NAME"' in (out / "README.md").read_text()  # no repo named: a placeholder
 
 

@@ -23,7 +23,7 @@ def demo(tmp_path_factory):
 
 
 def test_single_neurons_reproduce_table_1(demo):
-    single = demo.build_info["results"]["single_neurons"]
+    single = demo.manifest.results["single_neurons"]
     assert single["rows"] == 228  # round(0.1 * 384) neurons in each of 6 layers
     # Optimized inputs activate neurons far beyond their most activating token (paper: 42.5 vs 1.28) ...
     assert single["activation"] >= 4 * single["most_activating_activation"], single
@@ -32,7 +32,7 @@ def test_single_neurons_reproduce_table_1(demo):
 
 
 def test_word_groups_reproduce_the_table_4_trend(demo):
-    rates = {(g["selection"], g["k"]): g["top1"] for g in demo.build_info["results"]["word_groups"]}
+    rates = {(g["selection"], g["k"]): g["top1"] for g in demo.manifest.results["word_groups"]}
     assert set(rates) == {(s, k) for s in ("absolute", "relative") for k in (10, 100, 250, 450)}
     # A vector unrelated to a word has it as nearest token with probability ~1/30,522: with 10 words,
     # 3 more top-1 hits at k = 250 than at k = 10 cannot be chance (paper, relative: 0% vs 67%).
@@ -43,7 +43,7 @@ def test_word_groups_reproduce_the_table_4_trend(demo):
 def test_rows_agree_with_the_stored_summary_and_the_index(demo):
     groups = demo.word_groups
     for row in groups.select(range(0, len(groups), 7)):
-        hits = demo.nearest_words(row["group"], k=10)
+        hits = demo.nearest_words(group=row["group"], k=10)
         assert [h["token"] for h in hits] == [n["token"] for n in row["nearest"]]
         assert (row["target_rank"] == 1) == (hits[0]["token"] == row["word"])
     result = CliRunner().invoke(main, ["query", str(demo.path), "--neuron", demo.neurons[0]["neuron"], "--json"])

@@ -18,6 +18,7 @@ from artifact_fixtures import HIDDEN, LAYERS, assert_same_neighbours, tiny_vocab
 
 import ft_artifacts  # noqa: E402
 from ft_artifacts.errors import ArtifactError, ChecksumError, FTError, NeuronNameError  # noqa: E402
+from ft_artifacts.naming import Group, parse_neuron  # noqa: E402
 from ft_artifacts.schema import CONFIGS, features  # noqa: E402
 
 pytest_plugins = ["artifact_fixtures"]
@@ -76,7 +77,7 @@ def test_load_gives_datasets_with_the_schema(tiny_loaded, tiny_artifact) -> None
         assert subset.features == features(name) and len(subset) == info["configs"][name]["rows"]
         assert subset.to_dict() == table(tiny_artifact, name).to_pydict()
         assert getattr(tiny_loaded, name) is subset
-    assert tiny_loaded.hidden_size == HIDDEN
+    assert tiny_loaded.manifest.model.hidden_size == HIDDEN
     assert tiny_loaded.verify() == {rel: "ok" for rel in info["files"]}
 
 
@@ -84,17 +85,19 @@ def test_nearest_words_equals_brute_force(tiny_loaded, reference) -> None:
     names = list(reference["neurons"])
     for name in (names[0], names[len(names) // 2], names[-1]):
         for k in (1, 10):
-            check_words(tiny_loaded.nearest_words(name, k=k), reference["neurons"][name], reference, k)
+            check_words(tiny_loaded.nearest_words(neuron=name, k=k), reference["neurons"][name], reference, k)
+            assert tiny_loaded.nearest_words(parse_neuron(name), k=k) == tiny_loaded.nearest_words(neuron=name, k=k)
     for key in ("people/relative/10", "time/absolute/450", "people/relative/450"):
         word, selection, k_group = key.split("/")
-        by_string = tiny_loaded.nearest_words(key, k=10)
-        check_words(by_string, reference["groups"][key], reference, 10)
-        assert tiny_loaded.nearest_words((word, selection, int(k_group)), k=10) == by_string
+        by_key = tiny_loaded.nearest_words(group=key, k=10)
+        check_words(by_key, reference["groups"][key], reference, 10)
+        assert tiny_loaded.nearest_words(group=(word, selection, int(k_group)), k=10) == by_key
+        assert tiny_loaded.nearest_words(Group(word, selection, int(k_group)), k=10) == by_key
     people = reference["vocab"][reference["tokens"].index("people")]
-    hits = tiny_loaded.nearest_words("people", k=10)
+    hits = tiny_loaded.nearest_words(word="people", k=10)
     check_words(hits, people, reference, 10)
     # More than the vocabulary: every token, once.
-    hits = tiny_loaded.nearest_words("people", k=len(reference["tokens"]) + 5)
+    hits = tiny_loaded.nearest_words(word="people", k=len(reference["tokens"]) + 5)
     assert sorted(h["token_id"] for h in hits) == list(range(len(reference["tokens"])))
 
 
@@ -114,22 +117,22 @@ def test_nearest_words_for_raw_vectors(tiny_loaded, reference) -> None:
 
 def test_punctuation_token_with_a_slash_is_a_word(tiny_loaded, reference) -> None:
     assert "/" in reference["tokens"]
-    hits = tiny_loaded.nearest_words("/", k=4)
+    hits = tiny_loaded.nearest_words(word="/", k=4)
     check_words(hits, reference["vocab"][reference["tokens"].index("/")], reference, 4)
 
 
 def test_neurons_near_equals_brute_force(tiny_loaded, reference) -> None:
     for word in ("people", "time", "house"):
         query = reference["vocab"][reference["tokens"].index(word)]
-        check_near(tiny_loaded.neurons_near(word, k=10), query, reference, 10)
+        check_near(tiny_loaded.neurons_near(word=word, k=10), query, reference, 10)
     name = list(reference["neurons"])[3]
-    hits = tiny_loaded.neurons_near(name, k=5)
+    hits = tiny_loaded.neurons_near(neuron=name, k=5)
     check_near(hits, reference["neurons"][name], reference, 5)
     assert hits[0]["name"] == name  # its own optimized input is its nearest
     batch = np.random.default_rng(1).standard_normal((2, HIDDEN))
     for hits, query in zip(tiny_loaded.neurons_near(batch, k=6), batch):
         check_near(hits, query, reference, 6)
-    assert {h["config"] for h in tiny_loaded.neurons_near("people", k=len(reference["optimized_names"]))} == {
+    assert {h["config"] for h in tiny_loaded.neurons_near(word="people", k=len(reference["optimized_names"]))} == {
         "neurons", "word_groups"}
 
 
@@ -161,10 +164,10 @@ def test_missing_indexes_are_rebuilt_with_the_same_answers(copied: Path, tiny_lo
     status = art.verify()
     assert status["index/vocab.faiss"] == status["index/optimized.faiss"] == "missing (rebuilt on use)"
     name = list(reference["neurons"])[0]
-    hits = art.nearest_words(name, k=10)
+    hits = art.nearest_words(neuron=name, k=10)
     check_words(hits, reference["neurons"][name], reference, 10)
-    assert hits == tiny_loaded.nearest_words(name, k=10)
-    check_near(art.neurons_near("people", k=8), reference["vocab"][reference["tokens"].index("people")],
+    assert hits == tiny_loaded.nearest_words(neuron=name, k=10)
+    check_near(art.neurons_near(word="people", k=8), reference["vocab"][reference["tokens"].index("people")],
                reference, 8)
     assert not (copied / "index/vocab.faiss").exists()  # reading never writes into the artifact
 
@@ -186,35 +189,43 @@ def test_unreadable_data_file_without_verification_is_an_artifact_error(copied: 
 
 
 def bad_queries(reference) -> list:
+    """(label, keyword arguments, message): every query that must be refused in one line."""
     return [
-        ("unsampled neuron", reference["unsampled"][0], "not in this artifact's sample"),
-        ("layer out of range", f"L{LAYERS + 1}.N0", "layer 4 is out of range"),
-        ("layer zero", "L0.N3", "layer 0 is out of range"),
-        ("index out of range", f"L1.N{HIDDEN}", f"index {HIDDEN} is out of range"),
-        ("unknown group", "people/relative/11", "group is not in this artifact"),
-        ("group of an untargeted word", f"{reference['untargeted']}/relative/10", "group is not in this artifact"),
-        ("unknown group tuple", ("people", "sideways", 10), "group is not in this artifact"),
-        ("unknown word", "zebra", "not a token of this model's vocabulary"),
-        ("vector too long", np.zeros(HIDDEN + 1), f"shape \\[{HIDDEN}\\] or \\[n, {HIDDEN}\\]"),
-        ("batch too narrow", np.zeros((2, HIDDEN - 1)), "got \\(2, 159\\)"),
-        ("3-d array", np.zeros((2, 1, HIDDEN)), "got \\(2, 1, 160\\)"),
-        ("NaN vector", np.full(HIDDEN, np.nan), "NaN"),
-        ("list of names", ["L1.N0", "L2.N0"], "cannot use"),
-        ("two-part tuple", ("people", "relative"), "cannot use"),
+        ("unsampled neuron", {"neuron": reference["unsampled"][0]}, "not in this artifact's sample"),
+        ("layer out of range", {"neuron": f"L{LAYERS + 1}.N0"}, "layer 4 is out of range"),
+        ("layer zero", {"neuron": "L0.N3"}, "layer 0 is out of range"),
+        ("index out of range", {"neuron": f"L1.N{HIDDEN}"}, f"index {HIDDEN} is out of range"),
+        ("a word as a neuron", {"neuron": "people"}, "malformed neuron name"),
+        ("a neuron as a word", {"word": "L1.N0"}, "not a single token of this model's vocabulary"),
+        ("a group key as a word", {"word": "people/relative/10"}, "not a single token"),
+        ("unknown group", {"group": "people/relative/11"}, "group is not in this artifact"),
+        ("group of an untargeted word", {"group": f"{reference['untargeted']}/relative/10"}, "group is not in this artifact"),
+        ("unknown group tuple", {"group": ("people", "sideways", 10)}, "group is not in this artifact"),
+        ("two-part group", {"group": ("people", "relative")}, "malformed group"),
+        ("a word as a group", {"group": "people"}, "malformed group"),
+        ("unknown word", {"word": "zebra"}, "not a single token of this model's vocabulary"),
+        ("positional string", {"query": "people"}, "a string is ambiguous"),
+        ("two queries", {"word": "people", "neuron": "L1.N0"}, "exactly one query"),
+        ("no query", {}, "exactly one query"),
+        ("vector too long", {"vectors": np.zeros(HIDDEN + 1)}, f"shape \\[{HIDDEN}\\] or \\[n, {HIDDEN}\\]"),
+        ("batch too narrow", {"vectors": np.zeros((2, HIDDEN - 1))}, "got \\(2, 159\\)"),
+        ("3-d array", {"vectors": np.zeros((2, 1, HIDDEN))}, "got \\(2, 1, 160\\)"),
+        ("NaN vector", {"vectors": np.full(HIDDEN, np.nan)}, "NaN"),
+        ("list of names", {"vectors": ["L1.N0", "L2.N0"]}, "cannot use"),
     ]
 
 
 def test_bad_queries_are_clean_errors(tiny_loaded, reference) -> None:
-    for label, query, needle in bad_queries(reference):
+    for label, kwargs, needle in bad_queries(reference):
         for method in (tiny_loaded.nearest_words, tiny_loaded.neurons_near):
             with pytest.raises(FTError, match=needle) as err:
-                method(query, k=3)
+                method(k=3, **kwargs)
             assert "\n" not in str(err.value), label
     with pytest.raises(NeuronNameError):
-        tiny_loaded.nearest_words(f"L{LAYERS + 1}.N0")
+        tiny_loaded.nearest_words(neuron=f"L{LAYERS + 1}.N0")
     for k in (0, -2, 2.5, True):
         with pytest.raises(ArtifactError, match="k must be a positive integer"):
-            tiny_loaded.nearest_words("people", k=k)
+            tiny_loaded.nearest_words(word="people", k=k)
 
 
 def test_unknown_config_is_an_artifact_error(tiny_loaded) -> None:
@@ -232,9 +243,13 @@ def test_not_an_artifact(tmp_path: Path) -> None:
         ft_artifacts.load(tmp_path / "does-not-exist")
 
 
-@pytest.mark.parametrize("content", [b"{\"model\": {", b"\xff\xfe garbage", b"[]", b"{}", b"{\"model\": 1}"],
-                         ids=["truncated", "not-utf8", "a-list", "empty-object", "wrong-types"])
-def test_corrupt_build_info_is_an_artifact_error(copied: Path, content: bytes) -> None:
+@pytest.mark.parametrize("content, needle", [
+    (b"{\"model\": {", "build_info.json is corrupt"), (b"\xff\xfe garbage", "build_info.json is corrupt"),
+    (b"[]", "the top level is not an object"), (b"{}", "'format_version' is missing"),
+    (b"{\"format_version\": 2, \"model\": 1}", "'files' is missing"),
+], ids=["truncated", "not-utf8", "a-list", "empty-object", "wrong-types"])
+def test_corrupt_build_info_is_an_artifact_error(copied: Path, content: bytes, needle: str) -> None:
     (copied / "build_info.json").write_bytes(content)
-    with pytest.raises(ArtifactError, match="build_info.json is corrupt"):
+    with pytest.raises(ArtifactError, match=needle) as err:
         ft_artifacts.load(copied)
+    assert "\n" not in str(err.value)

@@ -10,6 +10,7 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -25,25 +26,8 @@ pytest_plugins = ["artifact_fixtures"]  # tiny_artifact, tiny_loaded: the real a
 
 REPO_ID = "user/artifact"
 TOKEN = "hf_dummyTokenThatMustNeverLeak0123456789"
-ROWS = {
-    "neurons": {"vector": [[0.1, 0.2], [0.3, 0.4], [0.5, 0.6]], "name": ["L0.N1", "L0.N2", "L1.N0"]},
-    "vocabulary": {"vector": [[1.0], [2.0]], "word": ["cat", "dog"]},
-}
-README = """---
-configs:
-- config_name: neurons
-  default: true
-  data_files:
-  - split: train
-    path: data/neurons/train-*.parquet
-- config_name: vocabulary
-  data_files:
-  - split: train
-    path: data/vocabulary/train-*.parquet
----
-# Test artifact
-"""
-SKIPPED = [".hidden", ".cache/blob.bin", "data/.partial/train-0.parquet", "index/vocab.faiss.tmp"]
+# Files beside an artifact that are not in its manifest: never published, never read.
+STRAY = [".hidden", ".cache/blob.bin", "private/id_rsa", "README.md.tmp", "notes.txt"]
 
 # Calls ft_artifacts.publish.<argv[1]>(*argv[2], **argv[3]) and prints {"result"} or {"error", "message"}.
 CALL = """
@@ -70,22 +54,22 @@ print(json.dumps(rows))
 
 
 @pytest.fixture
-def artifact(tmp_path: Path) -> Path:
-    """A small artifact-like folder, plus hidden/temp files that must never be published."""
-    import datasets
-
-    root = tmp_path / "artifact"
-    for config, columns in ROWS.items():
-        (root / "data" / config).mkdir(parents=True)
-        datasets.Dataset.from_dict(columns).to_parquet(str(root / "data" / config / "train-00000-of-00001.parquet"))
-    (root / "index").mkdir()
-    (root / "index" / "vocab.faiss").write_bytes(bytes(range(256)) * 4)
-    (root / "build_info.json").write_text(json.dumps({"model": "test", "version": 1}))
-    (root / "README.md").write_text(README)
-    for rel in SKIPPED:
+def artifact(tiny_artifact: Path, tmp_path: Path) -> Path:
+    """A copy of the real tiny artifact, plus stray files that must never be published."""
+    root = Path(shutil.copytree(tiny_artifact, tmp_path / "artifact"))
+    for rel in STRAY:
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
-        (root / rel).write_bytes(b"partial")
+        (root / rel).write_bytes(b"not part of the artifact")
     return root
+
+
+def rewrite_manifest(root: Path, note: str) -> None:
+    """A new valid build_info.json (a changed setting), so the next push is a different commit."""
+    from ft_artifacts.manifest import read_manifest, write_manifest
+
+    manifest = read_manifest(root)
+    manifest.settings = dict(manifest.settings, note=note)
+    write_manifest(root, manifest)
 
 
 @pytest.fixture
@@ -142,13 +126,11 @@ def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def test_plan_upload_lists_files_with_sizes_and_hashes(artifact: Path) -> None:
+def test_plan_upload_lists_exactly_the_manifest(artifact: Path) -> None:
     plan = plan_upload(artifact)
     paths = [item["path"] for item in plan]
-    assert paths == sorted(paths) == [
-        "README.md", "build_info.json", "data/neurons/train-00000-of-00001.parquet",
-        "data/vocabulary/train-00000-of-00001.parquet", "index/vocab.faiss",
-    ]
+    listed = json.loads((artifact / "build_info.json").read_text())["files"]
+    assert paths == sorted(listed) + ["build_info.json"]  # the stray files are not in it
     for item in plan:
         data = (artifact / item["path"]).read_bytes()
         assert (item["size"], item["sha256"]) == (len(data), sha256(data))
@@ -172,7 +154,7 @@ def test_push_folder_uploads_planned_files_in_one_tagged_commit(client: HubClien
 
 def test_push_folder_to_branch_creates_branch_and_leaves_main(client: HubClient, artifact: Path) -> None:
     main_oid = client.push(artifact)["commit_oid"]
-    (artifact / "build_info.json").write_text(json.dumps({"model": "test", "version": 2}))
+    rewrite_manifest(artifact, "second build")
     result = client.push(artifact, revision="v1-branch")
 
     repo = client.hub.repos[REPO_ID]
@@ -184,7 +166,7 @@ def test_push_folder_to_branch_creates_branch_and_leaves_main(client: HubClient,
 
 def test_push_again_with_existing_tag_warns_instead_of_failing(client: HubClient, artifact: Path) -> None:
     first = client.push(artifact, tag="v1")
-    (artifact / "build_info.json").write_text("{}")
+    rewrite_manifest(artifact, "second build")
     second = client.push(artifact, tag="v1")
     repo = client.hub.repos[REPO_ID]
     assert second["commit_oid"] != first["commit_oid"]
@@ -192,14 +174,14 @@ def test_push_again_with_existing_tag_warns_instead_of_failing(client: HubClient
     assert "tag 'v1' already exists" in client.outputs[-1]
 
 
-def test_datasets_load_dataset_reads_both_configs(client: HubClient, artifact: Path) -> None:
+def test_datasets_load_dataset_reads_exactly_the_built_rows(client: HubClient, artifact: Path) -> None:
     client.push(artifact)
     rows = client.run(LOAD, REPO_ID, "neurons", "vocabulary")
-    for config, columns in [*ROWS.items(), ("streamed", ROWS["neurons"])]:
-        assert rows[config].keys() == columns.keys()
-        for name, values in columns.items():
-            expected = [pytest.approx(v) for v in values] if name == "vector" else values
-            assert rows[config][name] == expected
+    for config in ("neurons", "vocabulary", "streamed"):
+        local = pq.read_table(artifact / f"data/{'neurons' if config == 'streamed' else config}/train-00000-of-00001.parquet")
+        for column in ("neuron", "token"):
+            if column in local.column_names:
+                assert rows[config][column] == local.column(column).to_pylist(), config
     assert not client.hub.unknown
 
 
@@ -209,7 +191,7 @@ def test_download_artifact_returns_byte_identical_snapshot(client: HubClient, ar
     for revision in (None, "v1", result["commit_oid"]):
         snapshot = Path(client.call("download_artifact", REPO_ID, revision)["result"])
         got = sorted(p.relative_to(snapshot).as_posix() for p in snapshot.rglob("*") if p.is_file())
-        assert got == [f["path"] for f in result["files"]]
+        assert got == sorted(f["path"] for f in result["files"])
         for rel in got:
             assert (snapshot / rel).read_bytes() == (artifact / rel).read_bytes()
     assert sum("/tree/" in path for _, path in client.hub.requests) >= 3
@@ -263,10 +245,10 @@ QUERY_PUBLISHED = """
 import json, sys
 import ft_artifacts
 art = ft_artifacts.load(sys.argv[1])
-queries = [q if isinstance(q, str) else tuple(q) for q in json.loads(sys.argv[2])]
+queries = json.loads(sys.argv[2])
 print(json.dumps({"path": str(art.path), "checksums": art.verify(),
-                  "nearest_words": [art.nearest_words(q, k=10) for q in queries],
-                  "neurons_near": art.neurons_near("people", k=10)}))
+                  "nearest_words": [art.nearest_words(k=10, **q) for q in queries],
+                  "neurons_near": art.neurons_near(word="people", k=10)}))
 """
 
 
@@ -292,13 +274,13 @@ def test_cli_push_of_a_real_artifact_round_trips(client: HubClient, tiny_artifac
     assert out == {"rows": local.num_rows, "columns": local.column_names,
                    "digest": sha256(json.dumps(local.to_pylist()).encode())}
 
-    queries = [tiny_loaded.neurons[0]["neuron"], "people/relative/10", ["time", "absolute", 450], "people"]
+    queries = [{"neuron": tiny_loaded.neurons[0]["neuron"]}, {"group": "people/relative/10"},
+               {"group": ["time", "absolute", 450]}, {"word": "people"}]
     out = client.run(QUERY_PUBLISHED, TINY_REPO, json.dumps(queries))
     assert Path(out["path"]).is_relative_to(client.hf_home)  # a downloaded snapshot, not the local folder
     assert out["checksums"] == {rel: "ok" for rel in recorded}
-    assert out["nearest_words"] == [tiny_loaded.nearest_words(q if isinstance(q, str) else tuple(q), k=10)
-                                    for q in queries]
-    assert out["neurons_near"] == tiny_loaded.neurons_near("people", k=10)
+    assert out["nearest_words"] == [tiny_loaded.nearest_words(k=10, **q) for q in queries]
+    assert out["neurons_near"] == tiny_loaded.neurons_near(word="people", k=10)
     assert client.hub.auth_seen and not client.hub.unknown
     assert_token_never_leaked(client, caplog.text)
 
@@ -315,8 +297,9 @@ def test_cli_push_with_revision_lands_on_that_branch(client: HubClient, tiny_art
         f["path"]: f["sha256"] for f in plan_upload(tiny_artifact)}
     assert proc.stdout.startswith(f"published {TINY_REPO}@somebranch: ")
     # The CLI reads it back from that branch (by repo id and --revision).
-    proc = client.cli("query", TINY_REPO, "--revision", "somebranch", "--group", "people", "--k", "10", "--json")
+    proc = client.cli("query", TINY_REPO, "--revision", "somebranch", "--group", "people", "--group-size", "10",
+                      "--json")
     assert json.loads(proc.stdout) == [{"token": h["token"], "cosine": h["cosine"]}
-                                       for h in tiny_loaded.nearest_words("people/relative/10")]
+                                       for h in tiny_loaded.nearest_words(group="people/relative/10")]
     assert not client.hub.unknown
     assert_token_never_leaked(client, caplog.text)
