@@ -18,7 +18,8 @@ from ft_artifacts.hooks import activations
 from ft_artifacts.naming import parse_neuron
 
 FAST = ["--device", "cpu", "--steps", "20", "--lr", "1"]
-KEYS = {"objective", "activation", "most_activating_token", "most_activating_activation", "nearest", "vector"}
+KEYS = {"activation", "diverged", "most_activating_token", "most_activating_activation", "nearest", "vector",
+        "pre_ln_vector", "seed"}
 
 
 def run_cli(*args: str):
@@ -27,7 +28,7 @@ def run_cli(*args: str):
 
 @pytest.fixture(scope="module")
 def json_rows(tiny_folder):
-    result = run_cli("L1.N3", "L3.N0", "--word", "crowd", "--k", "5", "--model", str(tiny_folder), *FAST, "--json")
+    result = run_cli("L1.N3", "L3.N0", "--word", "crowd", "--group-size", "5", "--model", str(tiny_folder), *FAST, "--json")
     assert result.exit_code == 0, result.output
     lines = result.stdout.strip().splitlines()
     assert len(lines) == 3  # one JSON object per objective, nothing else on stdout
@@ -42,15 +43,23 @@ def brute_force_nearest(vector: list[float], keys: np.ndarray, k: int) -> tuple[
     return order[:k].tolist(), cos
 
 
+def label(row: dict) -> str:
+    return row.get("neuron") or row["group"]
+
+
+def members(row: dict) -> list[str]:
+    return [row["neuron"]] if "neuron" in row else row["neurons"]
+
+
 def columns(names: list[str], hidden: int) -> list[int]:
     """Scan columns of `L<layer>.N<index>` names (layer-major: layer 1's neurons first)."""
     return [(parse_neuron(n).layer - 1) * hidden + parse_neuron(n).index for n in names]
 
 
 def test_json_rows_have_the_documented_keys(json_rows):
-    assert [r["objective"] for r in json_rows] == ["L1.N3", "L3.N0", "crowd/relative/5"]
+    assert [label(r) for r in json_rows] == ["L1.N3", "L3.N0", "crowd/relative/5"]
     for row in json_rows:
-        assert KEYS <= row.keys()
+        assert KEYS <= row.keys() and row["diverged"] is False
         assert len(row["nearest"]) == 10
         cosines = [n["cosine"] for n in row["nearest"]]
         assert cosines == sorted(cosines, reverse=True)
@@ -69,14 +78,14 @@ def test_activation_equals_fresh_forward_of_the_vector(json_rows, tiny):
     with torch.no_grad():
         analysis, acts = activations(tiny, pre_ln)
     for j, row in enumerate(json_rows):
-        cols = columns(row["neurons"], tiny.hidden_size)
+        cols = columns(members(row), tiny.hidden_size)
         assert row["activation"] == pytest.approx(float(acts[j, cols].mean()), rel=1e-5, abs=1e-5)
         np.testing.assert_allclose(row["vector"], analysis[j, 1].numpy(), rtol=1e-5, atol=1e-5)
 
 
 def test_most_activating_token_comes_from_the_scan(json_rows, tiny, tiny_scan):
     for row in json_rows:
-        cols = columns(row["neurons"], tiny.hidden_size)
+        cols = columns(members(row), tiny.hidden_size)
         per_token = tiny_scan.acts[:, cols].astype(np.float64).mean(axis=1)
         best = int(per_token.argmax())
         assert row["most_activating_token"] == tiny.tokens[best]
@@ -89,14 +98,14 @@ def test_word_group_row(json_rows, tiny, tiny_scan):
     row = json_rows[2]
     crowd = tiny.token_id("crowd")
     assert row["neurons"] == [str(n) for n in tiny_scan.top_neurons(crowd, 5, "relative")]
-    assert row["target_word"] == "crowd"
+    assert (row["word"], row["selection"], row["k"]) == ("crowd", "relative", 5)
     _, cos = brute_force_nearest(row["vector"], tiny_scan.analysis, 10)
     assert row["target_rank"] == int((cos > cos[crowd]).sum()) + 1
     assert row["target_cosine"] == pytest.approx(cos[crowd], abs=1e-5)
 
 
 def test_human_output_names_every_objective(tiny_folder):
-    result = run_cli("L2.N5", "--word", "house", "--selection", "absolute", "--k", "3",
+    result = run_cli("L2.N5", "--word", "house", "--selection", "absolute", "--group-size", "3",
                      "--nearest", "4", "--model", str(tiny_folder), *FAST)
     assert result.exit_code == 0, result.output
     out = result.stdout
@@ -114,13 +123,22 @@ def test_human_output_names_every_objective(tiny_folder):
     (["--word", "zebra"], "'zebra' is not a single token"),
     (["--word", "crowds"], "not a single token"),
     ([], "name neurons"),
-    (["--word", "crowd"], "k must lie in 1.."),  # default k 250 > 48 neurons of the tiny model
-    (["L1.N0", "--length", "0"], "position must lie in 1..length"),
-    (["L1.N0", "--steps", "-1"], "steps must be >= 0"),
+    (["--word", "crowd"], "--group-size must lie in 1.."),  # default 250 > 48 neurons of the tiny model
+    (["L1.N0", "--length", "0"], "0 is not in the range x>=1"),
+    (["L1.N0", "--length", "600"], "--length 600 does not fit"),
+    (["L1.N0", "--steps", "-1"], "-1 is not in the range x>=0"),
+    (["L1.N0", "--nearest", "-1"], "-1 is not in the range x>=1"),
+    (["L1.N0", "--lr", "nan"], "lr must be finite"),
+    (["L1.N0", "--lr", "inf"], "lr must be finite"),
+    (["L1.N0", "--init-std", "inf"], "init_std finite"),
+    (["L1.N0", "--device", "foo"], "--device 'foo' is not a device"),
+    (["L1.N0", "--device", "CPU"], "--device 'CPU' is not a device"),
+    (["L1.N0", "--device", "meta"], "--device 'meta' is not a device"),
+    (["L1.N0", "--k", "3"], "No such option '--k'"),
 ])
 def test_bad_input_is_one_clean_line(tiny_folder, args, message):
     result = run_cli("--model", str(tiny_folder), *FAST, *args)  # args last: they override FAST
-    assert result.exit_code == 1, result.output
+    assert result.exit_code in (1, 2), result.output  # 2: a usage error click finds
     assert isinstance(result.exception, SystemExit)  # a handled exit, not an escaped exception
     # stderr may hold finished progress bars (errors found after the vocabulary scan); the error is
     # the last line, and it is a single line.
@@ -152,3 +170,15 @@ def test_installed_console_script_fails_cleanly(tiny_folder, tmp_path):
     assert proc.stdout == ""
     assert proc.stderr.strip().startswith("Error: malformed neuron name 'L3N7'")
     assert "Traceback" not in proc.stderr and "\n" not in proc.stderr.strip()
+
+
+def test_a_diverged_optimization_is_named_and_exits_non_zero(tiny_folder):
+    # lr 1e30 overflows float32 within a few steps: the rows are kept, marked, and never a hit.
+    result = run_cli("L1.N3", "--word", "crowd", "--group-size", "5", "--model", str(tiny_folder), "--device", "cpu",
+                     "--steps", "5", "--lr", "1e30", "--json")
+    assert result.exit_code == 1
+    rows = [json.loads(line) for line in result.stdout.strip().splitlines()]
+    assert [r["diverged"] for r in rows] == [True, True]
+    assert all(r["nearest"] == [] for r in rows) and rows[1]["target_rank"] is None
+    error = result.stderr.strip().splitlines()[-1]
+    assert error.startswith("Error: the optimization diverged") and "L1.N3, crowd/relative/5" in error
