@@ -303,3 +303,26 @@ def test_cli_push_with_revision_lands_on_that_branch(client: HubClient, tiny_art
                                        for h in tiny_loaded.nearest_words(group="people/relative/10")]
     assert not client.hub.unknown
     assert_token_never_leaked(client, caplog.text)
+
+
+FORCE = """
+import json, sys
+import ft_artifacts
+from ft_artifacts.errors import ChecksumError
+art = ft_artifacts.load(sys.argv[1])
+blob = (art.path / "data/neurons/train-00000-of-00001.parquet").resolve()  # the cache's blob behind the link
+data = bytearray(blob.read_bytes()); data[100] ^= 0xFF; blob.write_bytes(bytes(data))
+try:
+    ft_artifacts.load(sys.argv[1]); first = "loaded"
+except ChecksumError as err:
+    first = str(err)
+again = ft_artifacts.load(sys.argv[1], force_download=True)
+print(json.dumps({"first": first, "again": again.verify(full=True)}))
+"""
+
+
+def test_force_download_replaces_a_corrupt_cached_snapshot(client: HubClient, artifact: Path) -> None:
+    client.push(artifact)
+    out = client.run(FORCE, REPO_ID)
+    assert "does not match the sha256" in out["first"] and "force_download=True" in out["first"]
+    assert set(out["again"].values()) == {"ok"}
