@@ -7,6 +7,7 @@ checks afterwards that every row is unit length (or zero), so that its scores ar
 
 from __future__ import annotations
 
+import operator
 import os
 import struct
 
@@ -73,11 +74,21 @@ def _refuse(path, problem: str) -> ArtifactError:
     return ArtifactError(f"{path}: {problem}; re-download or rebuild the artifact")
 
 
+def _shape(path, dimension, rows) -> tuple[int, int]:
+    try:
+        dimension, rows = operator.index(dimension), operator.index(rows)  # ints, numpy ints; not floats
+    except TypeError:
+        dimension = rows = -1
+    if dimension < 1 or rows < 0:
+        raise _refuse(path, "cannot check the index against an invalid shape (rows and dimension must be whole "
+                            "numbers, dimension at least 1)")
+    return int(dimension), int(rows)
+
+
 def check_index_file(path: str | os.PathLike, dimension: int, rows: int) -> None:
     """Refuse (ArtifactError, one line) a file that is not exactly the IndexFlatIP of `rows` vectors of
     `dimension` that FAISS would write. Reads only the header, so any claim in the file costs nothing."""
-    if dimension < 1 or rows < 0:
-        raise ValueError(f"invalid index shape: dimension {dimension}, rows {rows}")
+    dimension, rows = _shape(path, dimension, rows)
     expected_size = index_file_size(dimension, rows)
     try:
         with open(path, "rb") as handle:
@@ -115,6 +126,7 @@ def read_index(path: str | os.PathLike, dimension: int, rows: int):
     """
     import faiss
 
+    dimension, rows = _shape(path, dimension, rows)
     check_index_file(path, dimension, rows)
     try:
         index = faiss.read_index(str(path))
@@ -130,7 +142,9 @@ def read_index(path: str | os.PathLike, dimension: int, rows: int):
     return index
 
 
-def _check_unit_rows(path, stored: np.ndarray, chunk: int = 1 << 16) -> None:
+def _check_unit_rows(path, stored: np.ndarray, elements: int = 1 << 22) -> None:
+    """Norms in float64, a few MB at a time."""
+    chunk = max(1, elements // max(1, stored.shape[1]))
     bad, first, first_norm = 0, None, None
     for start in range(0, stored.shape[0], chunk):
         norms = np.linalg.norm(stored[start:start + chunk].astype(np.float64), axis=1)

@@ -215,3 +215,32 @@ def test_huge_header_claim_keeps_memory_bounded(tmp_path, claim):
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     assert out["outcome"] != "accepted" and str(path) in out["outcome"], out
     assert out["grew_kib"] < 8 * 1024, out  # a few MB at most, not GBs
+
+
+@pytest.mark.parametrize("dim,rows", [(0, 5), (8, -1), (8.0, 5), (8, "5")])
+def test_invalid_expected_shape_is_refused(tmp_path, dim, rows):
+    import faiss
+
+    index = faiss.IndexFlatIP(DIM)
+    index.add(_unit_rows(ROWS, DIM))
+    with pytest.raises(ArtifactError, match="invalid shape"):
+        read_index(_faiss_file(tmp_path, index), dim, rows)
+
+
+def test_norms_are_checked_chunk_by_chunk(tmp_path):
+    from ft_artifacts import index as index_module
+
+    vectors = _unit_rows(1000, DIM)
+    vectors[997] *= 2
+    stored = np.ascontiguousarray(vectors)
+    with pytest.raises(ArtifactError, match="row 997 has L2 norm 2"):
+        index_module._check_unit_rows(tmp_path / "x.faiss", stored, elements=DIM * 7)  # 7 rows per chunk
+    index_module._check_unit_rows(tmp_path / "x.faiss", _unit_rows(1000, DIM), elements=DIM * 7)
+
+
+def test_numpy_integer_shape_is_accepted(tmp_path):
+    import faiss
+
+    index = faiss.IndexFlatIP(DIM)
+    index.add(_unit_rows(ROWS, DIM))
+    assert read_index(_faiss_file(tmp_path, index), np.int64(DIM), np.int32(ROWS)).ntotal == ROWS
