@@ -247,21 +247,27 @@ def _check_layout(model, model_id: str) -> None:
 def _size_misfits(model) -> list[str]:
     """What does not fit a hidden size shared by the embeddings and every layer's output."""
     embedding = model.embeddings.word_embeddings.embedding_dim
-    config_hidden = getattr(getattr(model, "config", None), "hidden_size", None)
-    hidden = config_hidden if isinstance(config_hidden, int) else _out_features(model.encoder.layer[0])
+    layers = list(model.encoder.layer)
+    hidden = getattr(getattr(model, "config", None), "hidden_size", None)
+    if not isinstance(hidden, int):
+        hidden = _out_features(layers[0]) if layers else embedding
     misfits = []
     if embedding != hidden:
         misfits.append(f"embedding size {embedding} differs from hidden size {hidden} (factorized embeddings)")
-    for i, layer in enumerate(model.encoder.layer):
-        out = _out_features(layer)
-        if out != hidden:
-            misfits.append(f"encoder.layer[{i}].output.dense has {out} outputs, not the hidden size {hidden}")
+    odd = [(i, out) for i, out in enumerate(map(_out_features, layers)) if out != hidden]
+    misfits += [f"encoder.layer[{i}].output.dense has {out} outputs, not the hidden size {hidden}"
+                for i, out in odd[:3]]
+    if len(odd) > 3:
+        misfits.append(f"{len(odd) - 3} more layers alike")
     return misfits
 
 
-def _out_features(layer):
+def _out_features(layer) -> int | None:
     dense = layer.output.dense
-    return getattr(dense, "out_features", None) or getattr(getattr(dense, "weight", None), "shape", [None])[0]
+    out = getattr(dense, "out_features", None)
+    if out is None and getattr(dense, "weight", None) is not None:
+        out = dense.weight.shape[0]
+    return out
 
 
 def _get(obj, dotted: str):

@@ -216,3 +216,16 @@ def test_load_model_goes_through_the_proxy_to_the_hub(tmp_path):
     assert "--model minilm" in out["message"] and "\n" not in out["message"], out
     assert proxy.seen[0] == ("HEAD", "http://hub.invalid/api/models/bert-base-uncased")
     assert len(proxy.seen) >= 2 and all(path.startswith("http://hub.invalid/") for _, path in proxy.seen)
+
+
+def test_many_odd_layers_keep_the_message_short():
+    from transformers import BertConfig, BertModel
+
+    model = BertModel(BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=6, num_attention_heads=2,
+                                 intermediate_size=32, max_position_embeddings=16))
+    for layer in model.encoder.layer:
+        layer.output.dense = torch.nn.Linear(32, 12)
+    with pytest.raises(ModelLoadError) as err:
+        _check_layout(model, "odd-bert")
+    message = str(err.value)
+    assert message.count("has 12 outputs") == 3 and "3 more layers alike" in message, message
