@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
+from urllib.parse import quote, urlsplit
 
 import torch
 
@@ -60,6 +59,11 @@ class LoadedModel:
     @property
     def vocab_size(self) -> int:
         return self.model.embeddings.word_embeddings.num_embeddings
+
+    @property
+    def max_length(self) -> int:
+        """The most optimized tokens that fit between [CLS] and [SEP] (max_position_embeddings - 2)."""
+        return self.model.embeddings.position_embeddings.num_embeddings - 2
 
     @property
     def num_neurons(self) -> int:
@@ -160,7 +164,7 @@ def _load_local(path: str, kwargs: dict):
         model = AutoModel.from_pretrained(path, local_files_only=True, **kwargs)
         tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
     except Exception as exc:  # noqa: BLE001 - corrupt weights raise SafetensorError, shape mismatches RuntimeError
-        raise ModelLoadError(f"could not load a model from {path}: {exc}") from exc
+        raise ModelLoadError(f"could not load a model from {path}: {_one_line(exc, 300)}") from exc
     return model, tokenizer
 
 
@@ -169,28 +173,59 @@ def _load_hub(model_id: str, kwargs: dict):
         return _load_local(model_id, kwargs)
     except ModelLoadError:
         pass
-    if os.environ.get("HF_HUB_OFFLINE", "0").lower() in {"1", "true", "yes", "on"}:
-        raise ModelLoadError(f"{model_id} is not in the local cache and HF_HUB_OFFLINE is set; {_OFFLINE_HINT}")
-    _probe_hub(model_id)
+    probe_hub(model_id)
     from transformers import AutoModel, AutoTokenizer
 
     try:
         return AutoModel.from_pretrained(model_id, **kwargs), AutoTokenizer.from_pretrained(model_id)
     except (OSError, ValueError) as exc:
-        raise ModelLoadError(f"could not load {model_id} from the Hugging Face Hub ({exc}); {_OFFLINE_HINT}") from exc
-
-
-def _probe_hub(model_id: str, timeout: float = 3.0) -> None:
-    """Fail in seconds, not after minutes of retries, when the Hub cannot be reached."""
-    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
-    url = urlparse(endpoint)
-    port = url.port or (443 if url.scheme == "https" else 80)
-    try:
-        socket.create_connection((url.hostname, port), timeout=timeout).close()
-    except OSError as exc:
         raise ModelLoadError(
-            f"cannot reach the Hugging Face Hub ({url.hostname}) to download {model_id}; {_OFFLINE_HINT}"
+            f"could not load {model_id} from the Hugging Face Hub ({_one_line(exc, 300)}); {_OFFLINE_HINT}"
         ) from exc
+
+
+_OFFLINE_VARS = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+# A proxy's own answers when it cannot get through to the Hub; any other HTTP answer means reachable.
+_GATEWAY_ERRORS = {502: "Bad Gateway", 503: "Service Unavailable", 504: "Gateway Timeout"}
+
+
+def probe_hub(model_id: str, timeout: float = 3.0) -> None:
+    """Fail in seconds, not after minutes of retries, when the Hub cannot be reached (or offline mode is on).
+
+    The request goes through huggingface_hub's own HTTP client, so HF_ENDPOINT, HTTP(S)_PROXY/NO_PROXY
+    and HF_HUB_OFFLINE/TRANSFORMERS_OFFLINE act as they do for the download that follows. Any HTTP
+    answer (401 and 404 included) means the Hub is reachable; a connection error or timeout means not.
+    """
+    from huggingface_hub import constants
+    from huggingface_hub.utils import get_session
+
+    if constants.is_offline_mode():
+        names = " and ".join(v for v in _OFFLINE_VARS if _is_true(os.environ.get(v))) or _OFFLINE_VARS[0]
+        raise ModelLoadError(f"{model_id} is not in the local cache and {names} is set; {_OFFLINE_HINT}")
+    endpoint = constants.ENDPOINT.rstrip("/")
+    host = urlsplit(endpoint).hostname or endpoint
+    url = f"{endpoint}/api/models/{quote(model_id, safe='/')}"
+    try:
+        response = get_session().head(url, timeout=timeout, follow_redirects=False)
+    except Exception as exc:  # noqa: BLE001 - httpx's transport errors, proxy errors, invalid URLs, offline mode
+        reason = _one_line(exc) or type(exc).__name__
+        raise ModelLoadError(
+            f"cannot reach the Hugging Face Hub ({host}: {reason}) to download {model_id}; {_OFFLINE_HINT}"
+        ) from exc
+    if response.status_code in _GATEWAY_ERRORS:
+        raise ModelLoadError(
+            f"cannot reach the Hugging Face Hub ({host}: HTTP {response.status_code} "
+            f"{_GATEWAY_ERRORS[response.status_code]}) to download {model_id}; {_OFFLINE_HINT}"
+        )
+
+
+def _is_true(value: str | None) -> bool:
+    return (value or "").strip().upper() in {"1", "ON", "YES", "TRUE"}
+
+
+def _one_line(exc: BaseException, limit: int = 160) -> str:
+    text = " ".join(str(exc).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _check_layout(model, model_id: str) -> None:
@@ -202,6 +237,37 @@ def _check_layout(model, model_id: str) -> None:
         raise ModelLoadError(
             f"{model_id} ({type(model).__name__}) is not a BERT-layout encoder: missing {', '.join(missing)}"
         )
+    misfits = _size_misfits(model)
+    if misfits:
+        raise ModelLoadError(
+            f"{model_id} ({type(model).__name__}) does not fit the BERT layout: {'; '.join(misfits)}"
+        )
+
+
+def _size_misfits(model) -> list[str]:
+    """What does not fit a hidden size shared by the embeddings and every layer's output."""
+    embedding = model.embeddings.word_embeddings.embedding_dim
+    layers = list(model.encoder.layer)
+    hidden = getattr(getattr(model, "config", None), "hidden_size", None)
+    if not isinstance(hidden, int):
+        hidden = _out_features(layers[0]) if layers else embedding
+    misfits = []
+    if embedding != hidden:
+        misfits.append(f"embedding size {embedding} differs from hidden size {hidden} (factorized embeddings)")
+    odd = [(i, out) for i, out in enumerate(map(_out_features, layers)) if out != hidden]
+    misfits += [f"encoder.layer[{i}].output.dense has {out} outputs, not the hidden size {hidden}"
+                for i, out in odd[:3]]
+    if len(odd) > 3:
+        misfits.append(f"{len(odd) - 3} more layers alike")
+    return misfits
+
+
+def _out_features(layer) -> int | None:
+    dense = layer.output.dense
+    out = getattr(dense, "out_features", None)
+    if out is None and getattr(dense, "weight", None) is not None:
+        out = dense.weight.shape[0]
+    return out
 
 
 def _get(obj, dotted: str):
