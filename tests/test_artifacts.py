@@ -173,12 +173,15 @@ def test_card_front_matter(tiny_artifact: Path) -> None:
     for name, entry in configs.items():
         (split,) = entry["data_files"]
         assert split["split"] == "train"
-        matched = sorted(tiny_artifact.glob(split["path"]))
-        assert matched == data_files(tiny_artifact, name) and matched, name
+        paths = split["path"] if isinstance(split["path"], list) else [split["path"]]
+        assert not any(set("*?[") & set(p) for p in paths), paths  # exact files, never globs
+        assert [tiny_artifact / p for p in paths] == data_files(tiny_artifact, name) and paths, name
+        assert paths == info["configs"][name]["files"]
     # The body names real rows (the usage examples must work when copied).
     neuron = read_config(tiny_artifact, "neurons").column("neuron")[0].as_py()
-    group = read_config(tiny_artifact, "word_groups").column("group")[0].as_py()
-    assert f'nearest_words("{neuron}"' in card and f'nearest_words("{group}")' in card
+    row = read_config(tiny_artifact, "word_groups").slice(0, 1).to_pylist()[0]
+    assert f'nearest_words(neuron="{neuron}"' in card
+    assert f'nearest_words(group=("{row["word"]}", "{row["selection"]}", {row["k"]}))' in card
     for name in CONFIGS:
         assert f"| `{name}` | {info['configs'][name]['rows']} |" in card
 

@@ -43,7 +43,7 @@ def test_installed_copy_works_outside_the_source_tree(wheel, tmp_path):
         "from importlib import resources\n"
         "assert ft_artifacts.__file__.startswith(sys.argv[1]), ft_artifacts.__file__\n"
         "assert len(s.curated_words()) == 20\n"
-        "assert '$configs_yaml' in resources.files('ft_artifacts.cards').joinpath('dataset_card.md').read_text()\n"
+        "assert '{{ card_data }}' in resources.files('ft_artifacts.cards').joinpath('dataset_card.md').read_text()\n"
         "from ft_artifacts.cli import main\n"
         "main(['--help'])\n"
     )
