@@ -160,3 +160,45 @@ def test_rebuilding_a_finished_artifact(tiny_artifact: Path, tiny_config, tmp_pa
     with pytest.raises(ArtifactError, match="finished artifact with other settings"):
         build(replace(tiny_config, word_seed=tiny_config.word_seed + 1), out)
     assert {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()} == before
+
+
+# --- damaged work, diverged rows -------------------------------------------------------------------------------------
+
+def test_a_corrupt_chunk_is_redone_and_stale_temp_files_are_cleared(tiny_artifact: Path, tiny_config, tmp_path: Path,
+                                                                   caplog) -> None:
+    from ft_artifacts.builders.build import build
+
+    out = tmp_path / "damaged"
+    build_until_killed(tiny_config, out, "optimizing word_groups", tiny_config.optim.steps // 2, tmp_path)
+    chunks = sorted((out / ".partial/chunks").glob("*.parquet"))
+    assert len(chunks) == 3
+    chunks[1].write_bytes(chunks[1].read_bytes()[:100])  # a truncated chunk, as a full disk leaves one
+    stale = out / ".partial/tmp/.train-00000-of-00001.parquet.dead.tmp"
+    stale.write_bytes(b"left by a killed run")
+    caplog.set_level(logging.INFO, logger="ft_artifacts.builders.build")
+    build(tiny_config, out)
+    assert f"chunk {chunks[1].name} is unreadable" in caplog.text
+    assert resumed(caplog.text) == {chunks[0].name, chunks[2].name}
+    assert file_hashes(out) == file_hashes(tiny_artifact)  # the redone chunk computes the same bits
+    assert not (out / ".partial").exists() and not list(out.rglob("*.tmp"))
+
+
+def test_diverged_rows_are_marked_never_hits_and_counted(tiny_bert, tmp_path: Path) -> None:
+    import ft_artifacts
+    from ft_artifacts.builders.build import build
+    from ft_artifacts.errors import ArtifactError
+    from ft_artifacts.optimize import OptimConfig
+
+    config = tiny_build_config(tiny_bert, optim=OptimConfig(steps=4, lr=1e30, trace_every=1))
+    art = ft_artifacts.load(build(config, tmp_path / "diverged"))
+    neurons, groups = art.neurons, art.word_groups
+    assert all(neurons["diverged"]) and all(groups["diverged"])  # lr 1e30 overflows float32 in every row
+    assert all(n == [] for n in neurons["nearest"]) and set(groups["target_rank"]) == {None}
+    single = art.manifest.results["single_neurons"]
+    assert single["diverged"] == single["rows"] == len(neurons) and single["activation"] is None
+    for g in art.manifest.results["word_groups"]:
+        assert g["diverged"] == g["words"] and g["top1"] == g["top20"] == 0.0
+    assert f"({len(neurons)} diverged, left out)" in (art.path / "README.md").read_text()
+    with pytest.raises(ArtifactError, match="diverged"):
+        art.nearest_words(neuron=neurons[0]["neuron"])
+    assert art.neurons_near(word="people", k=5) == []  # a diverged row is never near anything
