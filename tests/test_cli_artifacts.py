@@ -205,3 +205,23 @@ def test_cli_build_push_dry_run_names_the_repo_in_the_card(tiny_bert, tmp_path) 
     assert "dry run: would upload" in result.stdout and "org/ft-demo@main" in result.stdout
     card = (out / "README.md").read_text()
     assert 'load_dataset("org/ft-demo", "neurons"' in card and 'ft_artifacts.load("org/ft-demo")' in card
+
+
+def test_a_hostile_index_with_a_matching_checksum_is_one_clean_line(tiny_artifact, tmp_path) -> None:
+    """A stranger's artifact whose manifest vouches for an index of the wrong kind: refused before FAISS reads it."""
+    import faiss
+    import numpy as np
+
+    from ft_artifacts.files import sha256_file
+    from ft_artifacts.manifest import FileEntry, read_manifest, write_manifest
+
+    copy = Path(shutil.copytree(tiny_artifact, tmp_path / "hostile"))
+    manifest = read_manifest(copy)
+    entry = manifest.indexes["vocab"]
+    l2 = faiss.IndexFlatL2(entry.dimension)
+    l2.add(np.random.default_rng(0).standard_normal((entry.rows, entry.dimension)).astype(np.float32))
+    faiss.write_index(l2, str(copy / entry.path))
+    manifest.files[entry.path] = FileEntry(sha256_file(copy / entry.path), (copy / entry.path).stat().st_size)
+    write_manifest(copy, manifest)
+    line = fails_cleanly("query", copy, "--word", "people")
+    assert "index/vocab.faiss" in line and "IndexFlatL2" in line
