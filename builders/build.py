@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import logging
 import shutil
+import time
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
@@ -33,6 +35,7 @@ from ft_artifacts.scan import SELECTIONS
 from ft_artifacts.schema import features
 from ft_artifacts.textualize import make_rows
 
+from .distributed import World
 from .plan import Plan, make_plan
 from .presets import BuildConfig
 from .sampling import sample_neurons, sample_words
@@ -51,11 +54,15 @@ def build(
     progress: Progress | None = None,
     keep_work: bool = False,
     repo_id: str | None = None,
+    world: World | None = None,
 ) -> Path:
     """Build (or resume building) the artifact folder `out` and return its path. `repo_id` (where it
-    will be published) only fills the card's usage snippet."""
+    will be published) only fills the card's usage snippet. Under torchrun (`world`), every process
+    calls this: rank 0 plans and packs, and each rank optimizes its share of the chunks."""
+    world = world or World()
     out = Path(out)
     work = out / WORK
+    started = time.monotonic()
     if Path(config.model).expanduser().exists():  # one identity for a local model, however it is spelled
         config = replace(config, model=str(Path(config.model).expanduser().resolve()))
     check_out(out)
@@ -64,16 +71,66 @@ def build(
     if _finished(out, config, lm):
         logger.info("%s already holds this build; nothing to do", out)
         return out
-    tmp = _claim(out, config, lm)
-    plan = make_plan(lm, config, work, callback=stage(progress, "vocabulary scan"), tmp_dir=tmp)
-    chunks = {name: _optimize_config(lm, plan, config, name, work, autocast_dtype, progress) for name in plan.rows}
-    tables = _tables(lm, plan, chunks)
-    pack_artifact(out, tables=tables, model=model_info(lm), settings=config.to_dict(),
-                  settings_table=settings_table(config, lm), words=plan.words, nonpositive_max=plan.nonpositive_max,
-                  tmp_dir=tmp, progress=stage(progress, "packing"), repo_id=repo_id)
-    if not keep_work:
+    with _exclusive(out, world):
+        tmp = _claim(out, config, lm) if world.main else work / "tmp"
+        world.barrier()
+        if world.main:
+            make_plan(lm, config, work, callback=stage(progress, "vocabulary scan"), tmp_dir=tmp)
+        world.barrier()
+        plan = make_plan(lm, config, work, tmp_dir=tmp)  # rank 0's saved plan, read back by every rank
+        chunks = _optimize(lm, plan, config, work, autocast_dtype, progress, world)
+        peaks = _gather_peaks(lm, world)
+        world.barrier()  # every chunk is written
+        if world.main:
+            runtime = {"processes": world.size, "peak_memory_bytes": peaks,
+                       "wall_seconds": round(time.monotonic() - started, 1)}
+            logger.info("peak memory per process: %s", peaks)
+            pack_artifact(out, tables=_tables(lm, plan, chunks), model=model_info(lm), settings=config.to_dict(),
+                          settings_table=settings_table(config, lm), words=plan.words,
+                          nonpositive_max=plan.nonpositive_max, tmp_dir=tmp, progress=stage(progress, "packing"),
+                          repo_id=repo_id, runtime=runtime)
+        world.barrier()
+    if world.main and not keep_work:
         shutil.rmtree(work, ignore_errors=True)
     return out
+
+
+@contextmanager
+def _exclusive(out: Path, world: World):
+    """Hold `<out>/.partial/lock` for the whole build (rank 0 of a torchrun job), so a second build on
+    the same folder refuses at once instead of interleaving its files."""
+    if not world.main:
+        yield
+        return
+    import fcntl
+
+    lock = out / WORK / "lock"
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ArtifactError(f"another build is writing to {out}; wait for it to finish, or pass another --out") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _gather_peaks(lm: LoadedModel, world: World) -> list[dict]:
+    """Each process's peak memory so far: resident set size, and GPU memory on CUDA."""
+    import resource
+
+    peak = {"rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}  # Linux reports KiB
+    if lm.device.type == "cuda":
+        peak["cuda"] = int(torch.cuda.max_memory_allocated(lm.device))
+    if world.size == 1:
+        return [peak]
+    import torch.distributed as dist
+
+    peaks: list = [None] * world.size
+    dist.all_gather_object(peaks, peak)
+    return peaks
 
 
 def validate(config: BuildConfig, lm: LoadedModel) -> None:
@@ -85,7 +142,8 @@ def validate(config: BuildConfig, lm: LoadedModel) -> None:
     unknown = set(config.selections) - set(SELECTIONS)
     if unknown:
         raise ArtifactError(f"unknown selections {sorted(unknown)}; choose from {', '.join(SELECTIONS)}")
-    sample_neurons(lm.num_layers, lm.hidden_size, config.neuron_fraction, config.neuron_seed)
+    sample_neurons(lm.num_layers, lm.hidden_size, config.neuron_fraction, config.neuron_seed,
+                             config.neurons_per_layer)
     sample_words(lm.tokens, config.random_words, config.curated_words, config.word_seed)
     if config.chunk_rows < 1 or config.scan_batch < 1 or config.nearest < 1:
         raise ArtifactError("chunk_rows, scan_batch and nearest must be positive")
@@ -104,7 +162,8 @@ def settings_table(config: BuildConfig, lm: LoadedModel) -> dict[str, str]:
     """The build settings as the card shows them."""
     return {
         "model": f"{lm.model_id} ({lm.revision})",
-        "neurons": f"{config.neuron_fraction:.0%} of each layer, seed {config.neuron_seed}",
+        "neurons": (f"{config.neurons_per_layer} per layer" if config.neurons_per_layer else
+                    f"{config.neuron_fraction:.0%} of each layer") + f", seed {config.neuron_seed}",
         "target words": f"{config.random_words} random (seed {config.word_seed}) + {config.curated_words} curated",
         "group configs": f"{', '.join(config.selections)} × k ∈ {{{', '.join(map(str, config.ks))}}}",
         **{f"optimizer: {k}": str(v) for k, v in config.optim.__dict__.items()},
@@ -173,23 +232,28 @@ def _claim(out: Path, config: BuildConfig, lm: LoadedModel) -> Path:
     return tmp
 
 
-def _optimize_config(lm, plan: Plan, config: BuildConfig, name: str, work: Path, autocast_dtype, progress):
-    """Optimize one config's rows chunk by chunk; return the chunk files in order."""
-    targets = plan.rows[name]
+def _optimize(lm, plan: Plan, config: BuildConfig, work: Path, autocast_dtype, progress, world: World):
+    """Optimize every config's rows chunk by chunk (this process's share of the chunks under torchrun);
+    return every config's chunk files in order."""
     size = config.chunk_rows
-    files = [work / "chunks" / f"{name}-{i // size:05d}.parquet" for i in range(0, len(targets), size)]
-    total_steps = config.optim.steps * len(files)
-    report = stage(progress, f"optimizing {name} ({len(targets)} rows)")
-    for number, path in enumerate(files):
-        done = number * config.optim.steps
-        chunk = targets[number * size:(number + 1) * size]
+    files: dict[str, list[Path]] = {}
+    jobs = []
+    for name, targets in plan.rows.items():
+        files[name] = [work / "chunks" / f"{name}-{i // size:05d}.parquet" for i in range(0, len(targets), size)]
+        jobs += [(name, number, path, targets[number * size:(number + 1) * size])
+                 for number, path in enumerate(files[name])]
+    mine = [job for i, job in enumerate(jobs) if world.mine(i)]
+    steps = config.optim.steps
+    rows = sum(len(job[3]) for job in mine)
+    report = stage(progress, f"optimizing {rows} rows" + (f" (rank {world.rank} of {world.size})" if world.size > 1 else ""))
+    for done, (name, _number, path, chunk) in enumerate(mine):
         if _chunk_ok(path, name, len(chunk)):
             logger.info("resuming: %s already optimized", path.name)
         else:
-            step_report = (lambda s, _t, d=done: report(d + s, total_steps)) if report else None
+            step_report = (lambda s, _t, d=done * steps: report(d + s, steps * len(mine))) if report else None
             _write_chunk(lm, plan, config, name, chunk, path, autocast_dtype, step_report, work / "tmp")
         if report:
-            report(done + config.optim.steps, total_steps)
+            report((done + 1) * steps, steps * len(mine))
     return files
 
 

@@ -46,7 +46,8 @@ def make_plan(lm: LoadedModel, config: BuildConfig, work: Path, callback=None, t
         except (OSError, ValueError, KeyError, TypeError) as exc:  # a damaged file: plan again
             logger.warning("the saved plan in %s is unreadable (%s); planning again", work, exc)
     scan = scan_vocabulary(lm, batch_size=config.scan_batch, callback=callback)
-    sampled = sample_neurons(lm.num_layers, lm.hidden_size, config.neuron_fraction, config.neuron_seed)
+    sampled = sample_neurons(lm.num_layers, lm.hidden_size, config.neuron_fraction, config.neuron_seed,
+                             config.neurons_per_layer)
     words = sample_words(lm.tokens, config.random_words, config.curated_words, config.word_seed)
     keys = [(w, lm.token_id(w), s, k) for w in words for s in config.selections for k in config.ks]
     groups = [group(scan.top_neurons(wid, k, s), group_key(w, s, k)) for w, wid, s, k in keys]

@@ -12,7 +12,8 @@ from ft_artifacts.settings import OptimConfig
 @dataclass
 class BuildConfig:
     model: str = "bert-base-uncased"  # the paper's model (4.1)
-    neuron_fraction: float = 0.1  # paper 4.1: a random 10% of each layer's neurons (77 of 768)
+    neuron_fraction: float = 0.1  # paper 4.1: a random 10% of each layer's neurons (77 of 768); 1.0: every neuron
+    neurons_per_layer: int | None = None  # a count per layer instead of the fraction
     neuron_seed: int = 0  # seeds the neuron sample
     random_words: int = 80  # paper 5.1: 80 target words drawn at random from Latin-letter words
     curated_words: int = 20  # paper 5.1: 20 high-frequency words, from builders/curated_words.txt
@@ -51,6 +52,21 @@ PRESETS: dict[str, BuildConfig] = {
         chunk_rows=128,
     ),
 }
+
+
+def parse_neurons(text: str) -> dict:
+    """`--neurons`: `all` (every neuron, an atlas), `P%` of each layer, or `N` neurons per layer,
+    as BuildConfig fields."""
+    text = text.strip()
+    try:
+        if text == "all":
+            return {"neuron_fraction": 1.0, "neurons_per_layer": None}
+        if text.endswith("%"):
+            return {"neuron_fraction": float(text[:-1]) / 100, "neurons_per_layer": None}
+        return {"neurons_per_layer": int(text)}
+    except ValueError:
+        raise ArtifactError(f"--neurons {text!r}: give all, a percentage of each layer (25%), or a count per "
+                            "layer (77)") from None
 
 
 def preset(name: str, **overrides) -> BuildConfig:

@@ -13,11 +13,17 @@ from ft_artifacts.naming import Neuron
 _LATIN_WORD = re.compile(r"^[A-Za-z]+$")  # whole words of Latin letters: no ##, [unused], digits or symbols
 
 
-def sample_neurons(num_layers: int, hidden_size: int, fraction: float, seed: int) -> list[Neuron]:
-    """round(fraction * H) neurons from each layer, drawn without replacement; sorted."""
-    per_layer = int(round(fraction * hidden_size))
+def sample_neurons(num_layers: int, hidden_size: int, fraction: float, seed: int,
+                   per_layer: int | None = None) -> list[Neuron]:
+    """`per_layer` (or round(fraction * H)) neurons from each layer, drawn without replacement; sorted.
+    Every neuron of the model (an atlas) when that is H."""
+    if per_layer is None:
+        if not 0 < fraction <= 1:
+            raise ArtifactError(f"the neuron sample must be a fraction in (0, 1] of each layer (got {fraction})")
+        per_layer = int(round(fraction * hidden_size))
     if not 1 <= per_layer <= hidden_size:
-        raise ArtifactError(f"neuron_fraction {fraction} selects {per_layer} of {hidden_size} neurons per layer")
+        raise ArtifactError(f"the neuron sample selects {per_layer} neurons per layer; this model has {hidden_size} "
+                            "per layer")
     rng = np.random.default_rng(seed)
     return [
         Neuron(layer, int(i))

@@ -241,27 +241,35 @@ def publish_options(func):
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Artifact folder to write (resumes if unfinished).")
 @click.option("--model", default=None, help="Override the preset's model (Hub id, local folder, or minilm).")
 @click.option("--steps", type=click.IntRange(min=0), default=None, help="Override the preset's optimization steps.")
-@click.option("--device", default="auto", show_default=True, help=DEVICE_HELP)
+@click.option("--neurons", default=None,
+              help="Override the neuron sample: all (every neuron, an atlas), a percentage of each layer (25%), "
+                   "or a count per layer (77).")
+@click.option("--device", default="auto", show_default=True, help=DEVICE_HELP + "; under torchrun, one GPU per process")
 @click.option("--dtype", type=click.Choice(["float32", "bfloat16"]), default="float32", show_default=True)
 @click.option("--push", is_flag=True, help="Publish the finished artifact (needs --repo-id).")
 @publish_options
 @_fail_cleanly
-def build(preset_name, out, model, steps, device, dtype, push, repo_id, private, revision, dry_run):
+def build(preset_name, out, model, steps, neurons, device, dtype, push, repo_id, private, revision, dry_run):
     """Build the artifact folder of a preset: neurons, word_groups, vocabulary and neuron_stats
-    datasets, FAISS indexes, dataset card and build_info.json. A killed build resumes where it stopped."""
+    datasets, FAISS indexes, dataset card and build_info.json. A killed build resumes where it stopped.
+    Under torchrun, the processes share the work by chunks and rank 0 packs the same artifact."""
+    from .builders.distributed import leave, world_from_env
     from .session import build_request
 
     if push and not repo_id:
         raise FTError("--push needs --repo-id ORG/NAME")
-    device = _device(device)
+    world, device = world_from_env(_device(device))
     _quiet_transformers()
-    bars = _Bars()
+    bars = _Bars(enabled=world.main)
     try:
-        path = build_request(preset_name, out, model=model, steps=steps, device=device,
+        path = build_request(preset_name, out, model=model, steps=steps, neurons=neurons, device=device,
                              autocast_dtype=_autocast(dtype), progress=bars,
-                             repo_id=repo_id if push else None)
+                             repo_id=repo_id if push else None, world=world)
     finally:
         bars.close()
+        leave(world)
+    if not world.main:
+        return
     click.echo(f"built {path}")
     if push:
         _publish(str(path), repo_id, private, revision, dry_run)

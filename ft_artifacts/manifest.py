@@ -93,6 +93,7 @@ class Manifest:
         "pre_ln_vector": "x @ E: the token part of the embedding, before position/type embeddings and LayerNorm",
     })
     relative_policy: str = "neurons with a_max <= 0 are never selected by relative selection"
+    runtime: dict[str, Any] = field(default_factory=dict)  # how this run went: processes, peak memory, wall time
     format_version: int = FORMAT_VERSION
 
     # --- derived ---------------------------------------------------------------------------------
@@ -208,6 +209,7 @@ class _Reader:
             default_config=default,
             spaces=self.get(data, "spaces", dict),
             relative_policy=self.get(data, "relative_policy", str),
+            runtime=self.get(data, "runtime", dict),
             format_version=version,
         )
         unlisted = [p for p in manifest.payload_files() if p not in files]

@@ -69,17 +69,21 @@ def build_request(
     *,
     model: str | None = None,
     steps: int | None = None,
+    neurons: str | None = None,
     device: str = "cpu",
     autocast_dtype: torch.dtype | None = None,
     progress: Progress | None = None,
     repo_id: str | None = None,
+    world=None,
 ):
-    """Build (or resume) the artifact of a preset, with optional model/steps overrides."""
+    """Build (or resume) the artifact of a preset, with optional model/steps/neuron-sample overrides.
+    `world` is this process's place in a torchrun job (builders.distributed)."""
     from .builders.build import build
-    from .builders.presets import preset
+    from .builders.presets import parse_neurons, preset
 
-    return build(preset(preset_name, model=model, steps=steps), out, device=device,
-                 autocast_dtype=autocast_dtype, progress=progress, repo_id=repo_id)
+    sample = parse_neurons(neurons) if neurons is not None else {}
+    return build(preset(preset_name, model=model, steps=steps, **sample), out, device=device,
+                 autocast_dtype=autocast_dtype, progress=progress, repo_id=repo_id, world=world)
 
 
 def publish_request(folder: str, repo_id: str, *, private: bool = False, revision: str | None = None,

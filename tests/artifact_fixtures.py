@@ -111,6 +111,16 @@ def assert_same_neighbours(got_ids, got_cosines, query: np.ndarray, keys: np.nda
                 f"position {j}: got id {got} (cosine {true[int(got)]:.8f}), expected {want} ({want_cos[j]:.8f})")
 
 
+def assert_same_artifact(got: Path, want: Path) -> None:
+    """Byte-identical data, index and card files, and the same build_info.json except its `runtime`
+    section (processes, peak memory and wall time differ from run to run)."""
+    info = "build_info.json"
+    assert {k: v for k, v in file_hashes(got).items() if k != info} == \
+        {k: v for k, v in file_hashes(want).items() if k != info}
+    strip = (lambda p: {k: v for k, v in json.loads((p / info).read_text()).items() if k != "runtime"})
+    assert strip(got) == strip(want)
+
+
 def copy_artifact(src: Path, dst: Path) -> Path:
     shutil.copytree(src, dst)
     return dst
