@@ -38,9 +38,13 @@ def _paper(value, sd=None) -> str:
     return "–" if value is None else f"{value:g}" + ("" if sd is None else f" ({sd:g})")
 
 
-def _tokens(nearest, digits: int = 2) -> str:
-    pairs = [(n["token"], n["cosine"]) if isinstance(n, dict) else tuple(n) for n in nearest]
-    return ", ".join(f"{t} ({c:.{digits}f})" for t, c in pairs)
+def _cell(text: str) -> str:
+    """Vocabulary text inside a table cell: a `|` token must not split the row."""
+    return str(text).replace("|", "\\|")
+
+
+def _tokens(nearest: list[dict], digits: int = 2) -> str:
+    return ", ".join(f"{_cell(n['token'])} ({n['cosine']:.{digits}f})" for n in nearest)
 
 
 def _image(paths: list[str], stem: str, alt: str) -> list[str]:
@@ -81,6 +85,17 @@ def _groups_table(report: dict) -> list[str]:
                     "top-1: share of words whose target is the closest token; top-20: among the 20 closest.", ""]
 
 
+def _beside(headers: list[str], ours: list[list[str]], paper: list[list[str]], source: str) -> list[str]:
+    """One table: this artifact's rows on the left, the paper's on the right (blank cells where one is shorter)."""
+    cells = [*headers, *[f"paper: {h}" for h in headers]]
+    lines = [f"Left: this artifact. Right (`paper`): {PAPER_LABEL}, {source}.", "",
+             "| " + " | ".join(cells) + " |", "|" + "---|" * len(cells)]
+    for i in range(max(len(ours), len(paper))):
+        row = (ours[i] if i < len(ours) else [""] * len(headers)) + (paper[i] if i < len(paper) else [""] * len(headers))
+        lines.append("| " + " | ".join(row) + " |")
+    return lines + [""]
+
+
 def _header(report: dict) -> list[str]:
     a = report["artifact"]
     diverged = ", ".join(f"{n} {name}" for name, n in a["diverged"].items())
@@ -103,10 +118,10 @@ def markdown(report: dict, figure_paths: list[str]) -> str:
               f"{PAPER['by_layer']['closest_cosine']['last_layer_mean']} (0.02) in the last layer (section 4.2).", ""]
     lines += _image(figure_paths, "activation_by_layer", "activation by layer") + _image(
         figure_paths, "closest_cosine_by_layer", "closest-token cosine by layer")
-    lines += ["## Closest tokens of single neurons (paper Table 2)", "", "| neuron | closest tokens (cosine) |", "|---|---|"]
-    lines += [f"| {r['neuron']} | {_tokens(r['nearest'], 3)} |" for r in report["table2"]]
-    lines += ["", f"{PAPER_LABEL}, Table 2: " + "; ".join(f"{r['neuron']}: {_tokens(r['nearest'])}"
-                                                          for r in PAPER["table2"]), ""]
+    lines += ["## Closest tokens of single neurons (paper Table 2)", "",
+              *_beside(["neuron", "closest tokens (cosine)"],
+                       [[r["neuron"], _tokens(r["nearest"], 3)] for r in report["table2"]],
+                       [[r["neuron"], _tokens(r["nearest"])] for r in PAPER["table2"]], "Table 2")]
     pca = report["pca"]
     lines += ["## PCA of optimized inputs and vocabulary vectors (paper Figure 5)", "",
               f"PC1 and PC2 explain {pca['explained_variance_ratio'][0]:.1%} and {pca['explained_variance_ratio'][1]:.1%} "
@@ -118,13 +133,13 @@ def markdown(report: dict, figure_paths: list[str]) -> str:
     lines += _image(figure_paths, "group_top_k", "top-1 and top-20 shares against k")
     t5 = report["table5"]
     lines += ["## Closest tokens of neuron groups (paper Table 5)", "",
-              f"{t5['selection']}, k = {t5['k']}: the groups whose optimized input lies closest to its target word, "
-              "then the farthest.", "", "| target word | target rank | cos(target) | closest tokens (cosine) |",
-              "|---|---|---|---|"]
-    lines += [f"| {e['word']} | {e['target_rank']} | {_f(e['target_cosine'])} | {_tokens(e['nearest'])} |"
-              for e in t5["examples"]]
-    lines += ["", f"{PAPER_LABEL}, Table 5 (hand-picked, k = 250): " + "; ".join(
-        f"{e['word']}: {_tokens(e['nearest'])}" for e in PAPER["table5"]["examples"]), ""]
+              f"This artifact: {t5['selection']}, k = {t5['k']}, the groups whose optimized input lies closest to its "
+              "target word, then the farthest (target rank and cosine in brackets). The paper's examples are "
+              "hand-picked, k = 250.", "",
+              *_beside(["target word", "closest tokens (cosine)"],
+                       [[f"{_cell(e['word'])} [{e['target_rank']}, {_f(e['target_cosine'])}]", _tokens(e["nearest"])]
+                        for e in t5["examples"]],
+                       [[e["word"], _tokens(e["nearest"])] for e in PAPER["table5"]["examples"]], "Table 5")]
     return "\n".join(lines)
 
 

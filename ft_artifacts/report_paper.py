@@ -10,6 +10,12 @@ from .summary import PAPER as _SUMMARY
 PAPER_MODEL = "bert-base-uncased"
 
 _single = _SUMMARY["single"]
+
+
+def _t(token: str, cosine: float) -> dict:
+    return {"token": token, "cosine": cosine}
+
+
 _TABLE3 = {  # Table 3: (cos(oi, w) mean, sd), (optimized input's activation mean, sd), (target word's mean, sd)
     ("absolute", 10): ((0.015, 0.04), (13.267, 7.41), (1.683, 0.23)),
     ("absolute", 100): ((0.140, 0.06), (3.320, 1.10), (1.071, 0.15)),
@@ -41,12 +47,12 @@ PAPER = {
     },
     # Table 2: neurons 0, 225 and 574 of layers 1 and 12.
     "table2": [
-        {"neuron": "L1.N0", "nearest": [["triple", 0.15], ["slightest", 0.14], ["serie", 0.13]]},
-        {"neuron": "L1.N225", "nearest": [["swollen", 0.12], ["triassic", 0.12], ["skate", 0.12]]},
-        {"neuron": "L1.N574", "nearest": [["fuscous", 0.12], ["sicilian", 0.12], ["snails", 0.12]]},
-        {"neuron": "L12.N0", "nearest": [["castile", 0.16], ["browser", 0.16], ["U+0F0B", 0.15]]},
-        {"neuron": "L12.N225", "nearest": [["contradictory", 0.19], ["cerambycidae", 0.17], ["conflicting", 0.16]]},
-        {"neuron": "L12.N574", "nearest": [["overheard", 0.14], ["rfc", 0.13], ["sioux", 0.13]]},
+        {"neuron": "L1.N0", "nearest": [_t("triple", 0.15), _t("slightest", 0.14), _t("serie", 0.13)]},
+        {"neuron": "L1.N225", "nearest": [_t("swollen", 0.12), _t("triassic", 0.12), _t("skate", 0.12)]},
+        {"neuron": "L1.N574", "nearest": [_t("fuscous", 0.12), _t("sicilian", 0.12), _t("snails", 0.12)]},
+        {"neuron": "L12.N0", "nearest": [_t("castile", 0.16), _t("browser", 0.16), _t("U+0F0B", 0.15)]},
+        {"neuron": "L12.N225", "nearest": [_t("contradictory", 0.19), _t("cerambycidae", 0.17), _t("conflicting", 0.16)]},
+        {"neuron": "L12.N574", "nearest": [_t("overheard", 0.14), _t("rfc", 0.13), _t("sioux", 0.13)]},
     ],
     # Figure 5's caption: words and optimized inputs occupy separate parts of the space.
     "pca": "optimized inputs and vocabulary vectors occupy separate parts of the space (Figure 5)",
@@ -60,10 +66,10 @@ PAPER = {
     ],
     # Table 5: hand-picked examples, k = 250 (selection not stated).
     "table5": {"k": 250, "examples": [
-        {"word": "hilltop", "nearest": [["hilltop", 0.28], ["rooftop", 0.20], ["horizon", 0.18], ["buckingham", 0.18]]},
-        {"word": "corresponding", "nearest": [["corresponding", 0.38], ["correspond", 0.27], ["corresponds", 0.23],
-                                              ["attached", 0.21]]},
-        {"word": "crowd", "nearest": [["crowd", 0.38], ["crowds", 0.23], ["audience", 0.23], ["audiences", 0.19]]},
+        {"word": "hilltop", "nearest": [_t("hilltop", 0.28), _t("rooftop", 0.20), _t("horizon", 0.18), _t("buckingham", 0.18)]},
+        {"word": "corresponding", "nearest": [_t("corresponding", 0.38), _t("correspond", 0.27), _t("corresponds", 0.23),
+                                              _t("attached", 0.21)]},
+        {"word": "crowd", "nearest": [_t("crowd", 0.38), _t("crowds", 0.23), _t("audience", 0.23), _t("audiences", 0.19)]},
     ]},
 }
 
