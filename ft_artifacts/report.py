@@ -23,9 +23,11 @@ import numpy as np
 
 from .errors import ArtifactError
 from .progress import stage
-from .report_markdown import card_section, markdown  # noqa: F401 (part of this module's API)
+from .report_markdown import card_section, markdown
 from .report_paper import PAPER, PAPER_MODEL
 
+__all__ = ["ReportData", "artifact_model_info", "card_section", "compute_report", "markdown", "mean_sd", "ols",
+           "summarize", "write_report"]
 logger = logging.getLogger(__name__)
 
 REPORT_JSON, REPORT_MD = "report.json", "report.md"
@@ -149,7 +151,7 @@ def mean_sd(values) -> tuple[float, float | None]:
 def ols(x, y) -> dict:
     """Ordinary least squares of y on x: {"slope", "intercept", "t", "df", "p", "n"}, p two-sided with
     df = n - 2 (scipy.stats.linregress). Undefined values (fewer than 3 points, constant x) are None;
-    a perfect fit has t = +-inf."""
+    a perfect fit has t = +-inf (null in report.json)."""
     from scipy import stats
 
     x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)

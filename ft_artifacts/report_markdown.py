@@ -145,7 +145,8 @@ def markdown(report: dict, figure_paths: list[str]) -> str:
 
 def card_section(report: dict, figure_paths: list[str]) -> str:
     """The dataset card's results section: summary tables beside the paper's, and the figures by relative path."""
-    lines = ["### Evaluation (`ft-artifacts report`)", "", *_header(report), *_table1(report), *_layer_fits(report)]
+    lines = ["### Evaluation (`ft-artifacts report`)", "", *_header(report), "#### Single neurons (paper Table 1)", "",
+             *_table1(report), "#### By layer (paper Figures 2-4)", "", *_layer_fits(report)]
     lines += _image(figure_paths, "activation_by_layer", "activation by layer")
     lines += _image(figure_paths, "closest_cosine_by_layer", "closest-token cosine by layer")
     lines += _image(figure_paths, "pca", "PCA of optimized inputs and vocabulary vectors")
