@@ -1,7 +1,8 @@
 """A report dict and its `ReportData` in, the paper's figures out as PNG files (matplotlib's Agg canvas).
 
-Fixed file names under `figures/`, so cards and report.md can link them; matplotlib is imported only
-when drawing (pyplot never: no global state), and the files carry no software-version metadata (same inputs, same bytes).
+Fixed file names under `figures/`, so cards and report.md can link them. matplotlib is imported only when
+drawing, and pyplot never (no global state, no display); the files carry no software-version metadata, so
+the same inputs give the same bytes.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ FIGURES = {  # name -> path relative to the output folder
     "group_top_k": "figures/group_top_k.png",  # paper Table 4, as a plot
 }
 _DPI = 110
-_POINTS, _MEANS, _FIT, _PAPER_COLOR = "#8fb3d9", "#c0392b", "#2c3e50", "#7f7f7f"
+_POINTS, _MEANS, _FIT = "#8fb3d9", "#c0392b", "#2c3e50"
 
 
 def _figure(*args, **kwargs):
@@ -39,7 +40,7 @@ def _fit_label(stats: dict) -> str:
     if stats["slope"] is None:
         return "OLS: undefined (fewer than 3 neurons or one layer)"
     p = "p < 0.001" if stats["p"] < 0.001 else f"p = {stats['p']:.3f}"
-    t = "inf" if stats["t"] is None else f"{stats['t']:.2f}"
+    t = "–" if stats["t"] is None else f"{stats['t']:.2f}"  # None: an exact fit (t infinite)
     return f"OLS: β = {stats['slope']:.4g}, t({stats['df']}) = {t}, {p}"
 
 
