@@ -263,8 +263,11 @@ def _finite(value):
 # --- artifacts ----------------------------------------------------------------------------------------
 def artifact_model_info(artifact) -> tuple[str, int]:
     """(model id, optimization steps) of an artifact: the one place that reads them from its manifest."""
-    info = artifact.build_info
-    return str(info["model"]["id"]), int(info["build"]["optim"]["steps"])
+    try:
+        info = artifact.build_info
+        return str(info["model"]["id"]), int(info["build"]["optim"]["steps"])
+    except (AttributeError, KeyError, TypeError, ValueError) as exc:
+        raise ArtifactError(f"the artifact's manifest names no model id or optimization steps ({exc!r})") from exc
 
 
 def _ticker(progress, name: str, total: int):
