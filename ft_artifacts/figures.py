@@ -75,6 +75,7 @@ def _activation_by_layer(report: dict, data) -> object:
                         f"Activation of the {what}\n{PAPER_MODEL} (paper): β = {paper['slope']}, "
                         f"t({paper['df']}) = {paper['t']}")
     fig.suptitle(f"Neuron activation by layer (paper Figures 2 and 3): {_who(report)}", fontsize=11)
+    fig.tight_layout()
     return fig
 
 
@@ -85,6 +86,7 @@ def _closest_cosine_by_layer(report: dict, data) -> object:
                     "cosine to the closest vocabulary token",
                     f"Closest-token cosine by layer (paper Figure 4)\n{_who(report)}\n"
                     f"{PAPER_MODEL} (paper): β = {paper['slope']}, t({paper['df']}) = {paper['t']}")
+    fig.tight_layout()
     return fig
 
 
@@ -106,12 +108,13 @@ def _pca(report: dict, data) -> object:
     for handle in legend.legend_handles:
         handle.set_alpha(1)
     ax.grid(alpha=0.3)
+    fig.tight_layout()
     return fig
 
 
 def _group_top_k(report: dict, data) -> object:
     selections = sorted({g["selection"] for g in report["groups"]})
-    fig, axes = _figure(1, len(selections), figsize=(5.2 * len(selections), 4.2), squeeze=False, sharey=True)
+    fig, axes = _figure(1, len(selections), figsize=(5.2 * len(selections), 4.6), squeeze=False, sharey=True)
     for ax, selection in zip(axes[0], selections):
         ours = [g for g in report["groups"] if g["selection"] == selection]
         paper = [g for g in PAPER["groups"] if g["selection"] == selection]
@@ -126,10 +129,12 @@ def _group_top_k(report: dict, data) -> object:
         words = "/".join(str(w) for w in sorted({g["words"] for g in ours}))
         ax.set_title(f"{selection} selection, {words} words per k", fontsize=10)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8, loc="upper left")
     axes[0][0].set_ylabel("share of target words")
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=8, frameon=False)
     fig.suptitle(f"Target word is the closest token (top-1) or among the 20 closest (top-20), paper Table 4\n"
                  f"{report['artifact']['model']}", fontsize=11)
+    fig.tight_layout(rect=(0, 0.06, 1, 1))  # room for the shared legend below
     return fig
 
 
@@ -147,7 +152,6 @@ def write_figures(report: dict, data, out_dir, progress=None) -> list[str]:
     (out / "figures").mkdir(parents=True, exist_ok=True)
     for i, (name, rel) in enumerate(FIGURES.items()):
         fig = _DRAW[name](report, data)
-        fig.tight_layout()
         fig.savefig(out / rel, dpi=_DPI, metadata={"Software": None})
         written.append(rel)
         logger.info("wrote %s", rel)
