@@ -371,5 +371,24 @@ def info(artifacts, revision, full_verify, as_json):
     click.echo(f"checksums: {len(status) - len(bad)}/{len(status)} ok" + "".join(f"\n  {k}: {v}" for k, v in bad.items()))
 
 
+@main.command()
+@click.argument("artifacts")
+@click.option("--out", default="report", show_default=True, type=click.Path(file_okay=False),
+              help="Folder to write report.md, report.json and figures/ into.")
+@click.option("--revision", help="Hub revision when ARTIFACTS is a repo id.")
+@_fail_cleanly
+def report(artifacts, out, revision):
+    """Regenerate the paper's evaluation from an artifact folder or Hub repo id: report.md, report.json
+    and PNG figures (Tables 1-5, Figures 2-5, with the paper's numbers beside them). Needs no model."""
+    from .report import write_report
+
+    bars = _Bars()
+    try:
+        result = write_report(artifacts, out, progress=bars, revision=revision)
+    finally:
+        bars.close()
+    click.echo(f"wrote {len(result['files'])} files to {out}: " + ", ".join(result["files"]))
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

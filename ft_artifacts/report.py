@@ -1,0 +1,319 @@
+"""An artifact's neurons, word_groups and vocabulary tables in; the paper's evaluation out (Tables 1-5 and
+the statistics of Figures 2-5) as a JSON-ready dict, report.json, report.md and a dataset-card section.
+
+    report = compute_report(art.neurons, art.word_groups, art.vocabulary, model="minilm", steps=5000)
+    write_report(art_or_path, "report/")     # report.json, report.md, figures/*.png
+
+Every number comes from the artifact's own rows; nothing loads the model. Rows that diverged (a true
+`diverged` column, or a non-finite optimized vector or activation) are left out of every statistic and
+counted in `report["artifact"]["diverged"]`. sd is the sample standard deviation (n - 1); shares are
+fractions in [0, 1]. Paper figures (bert-base-uncased) sit beside each table, labelled as such.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+
+from .errors import ArtifactError
+from .progress import stage
+from .report_markdown import card_section, markdown
+from .report_paper import PAPER, PAPER_MODEL
+
+__all__ = ["ReportData", "artifact_model_info", "card_section", "compute_report", "markdown", "mean_sd", "ols",
+           "summarize", "write_report"]
+logger = logging.getLogger(__name__)
+
+REPORT_JSON, REPORT_MD = "report.json", "report.md"
+TABLE2_NEURONS, TABLE2_TOKENS = 3, 3  # Table 2: 3 neurons each of the first and the last layer, 3 tokens each
+TABLE5_K, TABLE5_EACH, TABLE5_TOKENS = 250, 3, 4  # Table 5: k = 250, closest/farthest 3 groups, 4 tokens
+BY_LAYER = ("activation", "most_activating", "closest_cosine")  # Figures 2/3 (two) and 4
+_COLUMNS = {
+    "neurons": ("neuron", "layer", "index", "vector", "activation", "most_activating_token",
+                "most_activating_activation", "nearest"),
+    "word_groups": ("word", "selection", "k", "vector", "activation", "target_rank", "target_cosine",
+                    "target_activation", "nearest"),
+    "vocabulary": ("token", "vector"),
+}
+
+
+def _as_table(data, config: str):
+    """A `datasets.Dataset` (its current view) or a `pyarrow.Table` as a `pyarrow.Table`."""
+    import pyarrow as pa
+
+    if isinstance(data, pa.Table):
+        table = data
+    elif hasattr(data, "with_format"):
+        table = data.with_format("arrow")[:]
+    else:
+        raise TypeError(f"{config}: expected a datasets.Dataset or a pyarrow.Table, got {type(data).__name__}")
+    missing = [c for c in _COLUMNS[config] if c not in table.column_names]
+    if missing:
+        raise ArtifactError(f"the {config} table lacks column(s) {', '.join(missing)}; is this an ft-artifacts artifact?")
+    if table.num_rows == 0:
+        raise ArtifactError(f"the {config} table is empty: nothing to report")
+    return table
+
+
+def _matrix(table, config: str) -> np.ndarray:
+    """The `vector` column as a float32 [n, h] array."""
+    import pyarrow.compute as pc
+
+    column = table.column("vector").combine_chunks()
+    lengths = pc.list_value_length(column).to_numpy(zero_copy_only=False)
+    if column.null_count or lengths.min() != lengths.max() or lengths.min() == 0:
+        raise ArtifactError(f"the {config} table's vectors are missing or of unequal length")
+    return column.flatten().to_numpy(zero_copy_only=False).astype(np.float32).reshape(len(column), -1)
+
+
+@dataclass
+class ReportData:
+    """The columns the report reads, as numpy arrays, with diverged optimized rows already removed."""
+
+    rows: dict          # {config: rows in the table}, diverged rows included
+    diverged: dict      # {config: rows left out}
+    neurons: dict       # column name -> array (or list), kept rows only
+    groups: dict
+    vocab_vectors: np.ndarray  # [V, h]
+    vocab_tokens: list
+
+    @classmethod
+    def from_tables(cls, neurons, word_groups, vocabulary) -> "ReportData":
+        tables = {name: _as_table(t, name) for name, t in
+                  (("neurons", neurons), ("word_groups", word_groups), ("vocabulary", vocabulary))}
+        vocab = _matrix(tables["vocabulary"], "vocabulary")
+        kept, diverged = {}, {}
+        for name in ("neurons", "word_groups"):
+            table, vectors = tables[name], _matrix(tables[name], name)
+            if vectors.shape[1] != vocab.shape[1]:
+                raise ArtifactError(f"{name} vectors have {vectors.shape[1]} dimensions, the vocabulary's "
+                                    f"{vocab.shape[1]}")
+            keep = np.isfinite(vectors).all(axis=1) & np.isfinite(_column(table, "activation"))
+            if "diverged" in table.column_names:
+                keep &= ~np.asarray(table.column("diverged").fill_null(False).to_pylist(), dtype=bool)
+            diverged[name] = int((~keep).sum())
+            if not keep.any():
+                raise ArtifactError(f"all {len(keep)} rows of {name} diverged: nothing to report")
+            index = np.flatnonzero(keep)
+            columns = {c: _column(table, c)[index] for c in _COLUMNS[name] if c not in ("vector", "nearest")}
+            columns["nearest"] = [table.column("nearest")[int(i)].as_py() for i in index]
+            columns["vector"] = vectors[index]
+            kept[name] = columns
+        n = kept["neurons"]
+        n["closest_token"] = np.asarray([row[0]["token"] if row else None for row in n["nearest"]], dtype=object)
+        n["closest_cosine"] = np.asarray([row[0]["cosine"] if row else np.nan for row in n["nearest"]], dtype=np.float64)
+        n["most_activating"] = n["most_activating_activation"]
+        rows = {name: t.num_rows for name, t in tables.items()}
+        return cls(rows, diverged, n, kept["word_groups"], vocab, tables["vocabulary"].column("token").to_pylist())
+
+    @cached_property
+    def pca(self) -> dict:
+        """Figure 5: a 2-D PCA (numpy SVD) fitted on the vocabulary vectors and all optimized inputs together.
+        Returns {"coords": {kind: [n, 2]}, "explained_variance_ratio": [2]}."""
+        parts = {"vocabulary": self.vocab_vectors, "neurons": self.neurons["vector"], "word_groups": self.groups["vector"]}
+        x = np.concatenate(list(parts.values())).astype(np.float64)
+        x -= x.mean(axis=0)
+        _, s, vt = np.linalg.svd(x, full_matrices=False)
+        components = vt[:2] * np.sign(vt[:2][np.arange(2), np.abs(vt[:2]).argmax(axis=1)])[:, None]  # fixed signs
+        coords, start = {}, 0
+        for kind, part in parts.items():
+            coords[kind] = x[start:start + len(part)] @ components.T
+            start += len(part)
+        return {"coords": coords, "explained_variance_ratio": (s[:2] ** 2 / (s ** 2).sum()).tolist()}
+
+
+_TEXT = {"neuron", "most_activating_token", "word", "selection", "token"}
+
+
+def _column(table, name: str) -> np.ndarray:
+    """A scalar column as float64 (numbers), int64 (counts, ids) or object (text) array."""
+    column = table.column(name)
+    if name in _TEXT:
+        return np.asarray(column.to_pylist(), dtype=object)
+    if name in ("layer", "index", "k", "target_rank"):
+        return column.to_numpy(zero_copy_only=False).astype(np.int64)
+    return column.to_numpy(zero_copy_only=False).astype(np.float64)
+
+
+# --- statistics -------------------------------------------------------------------------------------
+def mean_sd(values) -> tuple[float, float | None]:
+    """Mean and sample sd (n - 1; None for one value)."""
+    values = np.asarray(values, dtype=np.float64)
+    return float(values.mean()), (float(values.std(ddof=1)) if len(values) > 1 else None)
+
+
+def ols(x, y) -> dict:
+    """Ordinary least squares of y on x: {"slope", "intercept", "t", "df", "p", "n"}, p two-sided with
+    df = n - 2 (scipy.stats.linregress). Undefined values (fewer than 3 points, constant x) are None;
+    a perfect fit has t = +-inf (null in report.json)."""
+    from scipy import stats
+
+    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    n = len(x)
+    out = {"slope": None, "intercept": None, "t": None, "df": n - 2, "p": None, "n": n}
+    if n < 3 or np.ptp(x) == 0:
+        return out
+    fit = stats.linregress(x, y)
+    t = fit.slope / fit.stderr if fit.stderr > 0 else (math.copysign(math.inf, fit.slope) if fit.slope else None)
+    out.update(slope=float(fit.slope), intercept=float(fit.intercept), t=t, p=float(fit.pvalue))
+    return out
+
+
+def _by_layer(n: dict, name: str) -> dict:
+    values, layers = n[name], n["layer"]
+    stats = ols(layers, values)
+    stats["layers"] = [dict(zip(("layer", "n", "mean", "sd"), (int(layer), int((layers == layer).sum()),
+                                                              *mean_sd(values[layers == layer]))))
+                       for layer in np.unique(layers)]
+    return stats
+
+
+def _nearest(row: list, top: int) -> list[dict]:
+    return [{"token": item["token"], "cosine": float(item["cosine"])} for item in row[:top]]
+
+
+def _table2(n: dict) -> list[dict]:
+    """Closest tokens of the first sampled neurons (lowest indices) of the first and the last layer."""
+    out = []
+    for layer in sorted({int(n["layer"].min()), int(n["layer"].max())}):
+        rows = sorted(np.flatnonzero(n["layer"] == layer), key=lambda i: int(n["index"][i]))[:TABLE2_NEURONS]
+        out += [{"neuron": str(n["neuron"][i]), "layer": layer, "nearest": _nearest(n["nearest"][i], TABLE2_TOKENS)}
+                for i in rows]
+    return out
+
+
+def _groups(g: dict) -> list[dict]:
+    """Tables 3 and 4, one entry per (selection, k)."""
+    out = []
+    for selection in sorted(set(g["selection"])):
+        for k in sorted({int(k) for s, k in zip(g["selection"], g["k"]) if s == selection}):
+            m = (g["selection"] == selection) & (g["k"] == k)
+            entry = {"selection": str(selection), "k": k, "words": int(m.sum())}
+            for key, column in (("cosine_target", "target_cosine"), ("activation", "activation"),
+                                ("target_activation", "target_activation")):
+                entry[f"{key}_mean"], entry[f"{key}_sd"] = mean_sd(g[column][m])
+            rank = g["target_rank"][m]
+            entry.update(top1_share=float((rank == 1).mean()), top20_share=float((rank <= 20).mean()))
+            out.append(entry)
+    return out
+
+
+def _table5(g: dict) -> dict:
+    """The groups of one configuration (relative if present, k nearest 250) whose optimized inputs lie
+    closest to and farthest from their target word, with their closest tokens."""
+    selection = "relative" if "relative" in set(g["selection"]) else sorted(set(g["selection"]))[0]
+    ks = sorted({int(k) for s, k in zip(g["selection"], g["k"]) if s == selection})
+    k = min(ks, key=lambda value: (abs(value - TABLE5_K), value))
+    rows = np.flatnonzero((g["selection"] == selection) & (g["k"] == k))
+    rows = sorted(rows, key=lambda i: (-g["target_cosine"][i], str(g["word"][i])))
+    chosen = rows if len(rows) <= 2 * TABLE5_EACH else rows[:TABLE5_EACH] + rows[-TABLE5_EACH:]
+    return {"selection": selection, "k": k, "examples": [
+        {"word": str(g["word"][i]), "target_rank": int(g["target_rank"][i]), "target_cosine": float(g["target_cosine"][i]),
+         "nearest": _nearest(g["nearest"][i], TABLE5_TOKENS)} for i in chosen]}
+
+
+def summarize(data: ReportData, model: str, steps: int) -> dict:
+    """The report dict of prepared data (see `compute_report`)."""
+    n, g = data.neurons, data.groups
+    table1 = {}
+    for key, values in (("activation", n["activation"]), ("most_activating", n["most_activating"]),
+                        ("closest_cosine", n["closest_cosine"])):
+        table1[f"{key}_mean"], table1[f"{key}_sd"] = mean_sd(values)
+    table1["norm_optimized_mean"] = float(np.linalg.norm(n["vector"].astype(np.float64), axis=1).mean())
+    table1["norm_vocabulary_mean"] = float(np.linalg.norm(data.vocab_vectors.astype(np.float64), axis=1).mean())
+    table1["closest_is_most_activating_share"] = float(np.mean(n["closest_token"] == n["most_activating_token"]))
+    pca = data.pca
+    centroids = {kind: [float(v) for v in c.mean(axis=0)] for kind, c in pca["coords"].items()}
+    return _finite({
+        "artifact": {"model": model, "steps": int(steps), "rows": dict(data.rows), "diverged": dict(data.diverged)},
+        "table1": table1,
+        "by_layer": {key: _by_layer(n, key) for key in BY_LAYER},
+        "table2": _table2(n),
+        "pca": {"explained_variance_ratio": pca["explained_variance_ratio"], "centroids": centroids,
+                "points": {kind: len(c) for kind, c in pca["coords"].items()}},
+        "groups": _groups(g),
+        "table5": _table5(g),
+        "paper": {"model": PAPER_MODEL, **PAPER},
+    })
+
+
+def compute_report(neurons, word_groups, vocabulary, model: str, steps: int) -> dict:
+    """The report of three tables (`datasets.Dataset` or `pyarrow.Table`, columns as in `schema.py`):
+    keys artifact, table1, by_layer, table2, pca, groups, table5 and paper; JSON-ready."""
+    return summarize(ReportData.from_tables(neurons, word_groups, vocabulary), model, steps)
+
+
+def _finite(value):
+    """NaN and +-inf become None, so report.json is strict JSON."""
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+# --- artifacts ----------------------------------------------------------------------------------------
+def artifact_model_info(artifact) -> tuple[str, int]:
+    """(model id, optimization steps) of an artifact: the one place that reads them from its manifest."""
+    try:
+        manifest = artifact.manifest
+        return str(manifest.model.id), int(manifest.settings["optim"]["steps"])
+    except (AttributeError, KeyError, TypeError, ValueError) as exc:
+        raise ArtifactError(f"the artifact's manifest names no model id or optimization steps ({exc!r})") from exc
+
+
+def _ticker(progress, name: str, total: int):
+    """A function that advances one stage's (done, total) by one; it reports (0, total) at once, so a bar's
+    clock starts with its stage."""
+    callback, done = stage(progress, name), [0]
+    if callback:
+        callback(0, total)
+
+    def tick() -> None:
+        done[0] += 1
+        if callback:
+            callback(done[0], total)
+
+    return tick
+
+
+def write_report(artifact, out_dir, progress=None, revision: str | None = None) -> dict:
+    """Write report.json, report.md and figures/*.png for an artifact (an object with `.neurons`,
+    `.word_groups`, `.vocabulary` and a manifest, or a folder / Hub repo id to load). Returns
+    {"report": dict, "files": [paths relative to out_dir]}."""
+    from .figures import FIGURES, write_figures
+
+    if isinstance(artifact, (str, Path)):
+        from .loader import load
+
+        artifact = load(artifact, revision=revision)
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise ArtifactError(f"{out} exists and is not a folder")
+    model, steps = artifact_model_info(artifact)
+    tick = _ticker(progress, "report: read tables", 3)
+    tables = []
+    for name in ("neurons", "word_groups", "vocabulary"):
+        tables.append(getattr(artifact, name))
+        tick()
+    tick = _ticker(progress, "report: statistics", 3)
+    data = ReportData.from_tables(*tables)
+    tick()
+    data.pca  # noqa: B018 (the slow part: an SVD over every vocabulary and optimized vector)
+    tick()
+    report = summarize(data, model, steps)
+    tick()
+    out.mkdir(parents=True, exist_ok=True)
+    figures = write_figures(report, data, out, progress=stage(progress, "report: figures"))
+    (out / REPORT_JSON).write_text(json.dumps(report, indent=2, allow_nan=False) + "\n", encoding="utf-8")
+    (out / REPORT_MD).write_text(markdown(report, figures), encoding="utf-8")
+    logger.info("wrote %s, %s and %d of %d figures to %s", REPORT_JSON, REPORT_MD, len(figures), len(FIGURES), out)
+    return {"report": report, "files": [REPORT_JSON, REPORT_MD, *figures]}

@@ -1,0 +1,155 @@
+"""A report dict (`report.compute_report`) and figure paths in, markdown out: report.md and the dataset
+card's results section, each table beside the paper's bert-base-uncased figures, labelled as such."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .report_paper import PAPER, PAPER_MODEL, paper_group
+
+PAPER_LABEL = f"paper ({PAPER_MODEL})"
+_TABLE1_ROWS = (("activation", "activation of the optimized input"),
+                ("most_activating", "activation of the most activating token"),
+                ("closest_cosine", "cosine of the optimized input to its closest token"))
+_LAYER_ROWS = (("activation", "activation, optimized input (Fig. 2/3)"),
+               ("most_activating", "activation, most activating token (Fig. 2/3)"),
+               ("closest_cosine", "cosine to the closest token (Fig. 4)"))
+
+
+def _f(value, digits: int | None = 3) -> str:
+    return "–" if value is None else f"{value:g}" if digits is None else f"{value:.{digits}f}"
+
+
+def _ms(mean, sd, digits: int = 3) -> str:
+    return _f(mean, digits) + ("" if sd is None else f" ({_f(sd, digits)})")
+
+
+def _p(p) -> str:
+    return "–" if p is None else "p < 0.001" if p < 0.001 else f"p = {p:.3f}"
+
+
+def _fit(s: dict, digits: int = 4) -> str:
+    p = f"p < {s['p_below']}" if "p_below" in s else _p(s["p"])  # the paper gives bounds only
+    return f"β = {_f(s['slope'], digits)}, t({s['df']}) = {_f(s['t'], 2)}, {p}"
+
+
+def _paper(value, sd=None) -> str:
+    """A paper figure as printed there (no added digits)."""
+    return "–" if value is None else f"{value:g}" + ("" if sd is None else f" ({sd:g})")
+
+
+def _cell(text: str) -> str:
+    """Vocabulary text inside a table cell: a `|` token must not split the row."""
+    return str(text).replace("|", "\\|")
+
+
+def _tokens(nearest: list[dict], digits: int = 2) -> str:
+    return ", ".join(f"{_cell(n['token'])} ({n['cosine']:.{digits}f})" for n in nearest)
+
+
+def _image(paths: list[str], stem: str, alt: str) -> list[str]:
+    found = [p for p in paths if Path(p).stem == stem]
+    return [f"![{alt}]({Path(found[0]).as_posix()})", ""] if found else []
+
+
+def _table1(report: dict) -> list[str]:
+    t1, p1 = report["table1"], PAPER["table1"]
+    lines = [f"| single neurons | this artifact: mean (sd) | {PAPER_LABEL}, Table 1 |", "|---|---|---|"]
+    for key, label in _TABLE1_ROWS:
+        lines.append(f"| {label} | {_ms(t1[f'{key}_mean'], t1[f'{key}_sd'])} | {_paper(p1[f'{key}_mean'], p1[f'{key}_sd'])} |")
+    lines += [f"| mean norm, optimized inputs | {_f(t1['norm_optimized_mean'], 2)} | {_paper(p1['norm_optimized_mean'])} |",
+              f"| mean norm, vocabulary vectors | {_f(t1['norm_vocabulary_mean'], 2)} | {_paper(p1['norm_vocabulary_mean'])} |",
+              f"| share whose closest token is the most activating token | {_f(t1['closest_is_most_activating_share'])} "
+              f"| {_paper(p1['closest_is_most_activating_share'])} (section 4.2) |", ""]
+    return lines
+
+
+def _layer_fits(report: dict) -> list[str]:
+    lines = [f"| by layer, OLS over neurons | this artifact | {PAPER_LABEL}, section 4.2 |", "|---|---|---|"]
+    lines += [f"| {label} | {_fit(report['by_layer'][key])} | {_fit(PAPER['by_layer'][key], None)} |" for key, label in _LAYER_ROWS]
+    return lines + [""]
+
+
+def _groups_table(report: dict) -> list[str]:
+    lines = ["| selection | k | words | cos(target) | paper | activation | paper | target's activation | paper "
+             "| top-1 | paper | top-20 | paper |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for g in report["groups"]:
+        p = paper_group(g["selection"], g["k"]) or {}
+        cells = [g["selection"], str(g["k"]), str(g["words"])]
+        for key in ("cosine_target", "activation", "target_activation"):
+            cells += [_ms(g[f"{key}_mean"], g[f"{key}_sd"]), _paper(p.get(f"{key}_mean"), p.get(f"{key}_sd"))]
+        for key in ("top1_share", "top20_share"):
+            cells += [_f(g[key], 2), _paper(p.get(key))]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines + ["", f"The `paper` columns are {PAPER_LABEL} (Tables 3 and 4; means with sd in parentheses). "
+                    "top-1: share of words whose target is the closest token; top-20: among the 20 closest.", ""]
+
+
+def _beside(headers: list[str], ours: list[list[str]], paper: list[list[str]], source: str) -> list[str]:
+    """One table: this artifact's rows on the left, the paper's on the right (blank cells where one is shorter)."""
+    cells = [*headers, *[f"paper: {h}" for h in headers]]
+    lines = [f"Left: this artifact. Right (`paper`): {PAPER_LABEL}, {source}.", "",
+             "| " + " | ".join(cells) + " |", "|" + "---|" * len(cells)]
+    for i in range(max(len(ours), len(paper))):
+        row = (ours[i] if i < len(ours) else [""] * len(headers)) + (paper[i] if i < len(paper) else [""] * len(headers))
+        lines.append("| " + " | ".join(row) + " |")
+    return lines + [""]
+
+
+def _header(report: dict) -> list[str]:
+    a = report["artifact"]
+    diverged = ", ".join(f"{n} {name}" for name, n in a["diverged"].items())
+    return [f"Model `{a['model']}`, {a['steps']} optimization steps. Rows: "
+            + ", ".join(f"{n} {name}" for name, n in a["rows"].items()) + f"; diverged and left out: {diverged}.",
+            f"Columns marked `paper` hold the paper's {PAPER_MODEL} figures (Baeumel et al.), not this artifact's. "
+            "sd is the sample standard deviation; shares are fractions.", ""]
+
+
+def markdown(report: dict, figure_paths: list[str]) -> str:
+    """report.md: every table beside the paper's figures, and the figures (paths as given, relative to report.md)."""
+    lines = [f"# Feature textualization report: {report['artifact']['model']}", "", *_header(report),
+             "## Single neurons (paper Table 1)", "", *_table1(report),
+             "## By layer (paper Figures 2-4)", "", *_layer_fits(report),
+             "| layer | neurons | activation | most activating token | closest-token cosine |", "|---|---|---|---|---|"]
+    per_layer = zip(*(report["by_layer"][key]["layers"] for key, _ in _LAYER_ROWS))
+    lines += [f"| {a['layer']} | {a['n']} | {_ms(a['mean'], a['sd'])} | {_ms(m['mean'], m['sd'])} | {_ms(c['mean'], c['sd'])} |"
+              for a, m, c in per_layer]
+    lines += ["", f"Means (sd) per layer. {PAPER_LABEL}: the closest-token cosine is "
+              f"{PAPER['by_layer']['closest_cosine']['last_layer_mean']} (0.02) in the last layer (section 4.2).", ""]
+    lines += _image(figure_paths, "activation_by_layer", "activation by layer") + _image(
+        figure_paths, "closest_cosine_by_layer", "closest-token cosine by layer")
+    lines += ["## Closest tokens of single neurons (paper Table 2)", "",
+              *_beside(["neuron", "closest tokens (cosine)"],
+                       [[r["neuron"], _tokens(r["nearest"], 3)] for r in report["table2"]],
+                       [[r["neuron"], _tokens(r["nearest"])] for r in PAPER["table2"]], "Table 2")]
+    pca = report["pca"]
+    lines += ["## PCA of optimized inputs and vocabulary vectors (paper Figure 5)", "",
+              f"PC1 and PC2 explain {pca['explained_variance_ratio'][0]:.1%} and {pca['explained_variance_ratio'][1]:.1%} "
+              "of the variance of all points. Centroids (PC1, PC2): " + "; ".join(
+                  f"{kind} ({pca['points'][kind]} points) ({c[0]:.2f}, {c[1]:.2f})" for kind, c in pca["centroids"].items())
+              + f". {PAPER_LABEL}: {PAPER['pca']}.", ""]
+    lines += _image(figure_paths, "pca", "PCA of optimized inputs and vocabulary vectors")
+    lines += ["## Neuron groups (paper Tables 3 and 4)", "", *_groups_table(report)]
+    lines += _image(figure_paths, "group_top_k", "top-1 and top-20 shares against k")
+    t5 = report["table5"]
+    lines += ["## Closest tokens of neuron groups (paper Table 5)", "",
+              f"This artifact: {t5['selection']}, k = {t5['k']}, the groups whose optimized input lies closest to its "
+              "target word, then the farthest (target rank and cosine in brackets). The paper's examples are "
+              "hand-picked, k = 250.", "",
+              *_beside(["target word", "closest tokens (cosine)"],
+                       [[f"{_cell(e['word'])} [{e['target_rank']}, {_f(e['target_cosine'])}]", _tokens(e["nearest"])]
+                        for e in t5["examples"]],
+                       [[e["word"], _tokens(e["nearest"])] for e in PAPER["table5"]["examples"]], "Table 5")]
+    return "\n".join(lines)
+
+
+def card_section(report: dict, figure_paths: list[str]) -> str:
+    """The dataset card's results section: summary tables beside the paper's, and the figures by relative path."""
+    lines = ["### Evaluation (`ft-artifacts report`)", "", *_header(report), "#### Single neurons (paper Table 1)", "",
+             *_table1(report), "#### By layer (paper Figures 2-4)", "", *_layer_fits(report)]
+    lines += _image(figure_paths, "activation_by_layer", "activation by layer")
+    lines += _image(figure_paths, "closest_cosine_by_layer", "closest-token cosine by layer")
+    lines += _image(figure_paths, "pca", "PCA of optimized inputs and vocabulary vectors")
+    lines += ["#### Neuron groups (paper Tables 3 and 4)", "", *_groups_table(report)]
+    lines += _image(figure_paths, "group_top_k", "top-1 and top-20 shares against k")
+    return "\n".join(lines)
