@@ -12,16 +12,11 @@ from pathlib import Path
 
 import numpy as np
 
+from .manifest import FIGURES  # noqa: F401 - name -> path relative to the output folder (re-exported)
 from .report_paper import PAPER, PAPER_MODEL
 
 logger = logging.getLogger(__name__)
 
-FIGURES = {  # name -> path relative to the output folder
-    "activation_by_layer": "figures/activation_by_layer.png",  # paper Figures 2 and 3
-    "closest_cosine_by_layer": "figures/closest_cosine_by_layer.png",  # paper Figure 4
-    "pca": "figures/pca.png",  # paper Figure 5
-    "group_top_k": "figures/group_top_k.png",  # paper Table 4, as a plot
-}
 _DPI = 110
 _POINTS, _MEANS, _FIT = "#8fb3d9", "#c0392b", "#2c3e50"
 

@@ -346,6 +346,15 @@ def check_files(folder: str | Path, manifest: Manifest, *, full: bool = False, f
     return status
 
 
+FIGURES = {  # the evaluation's figures (ft_artifacts.figures), by name: path in a report folder and in an artifact
+    "activation_by_layer": "figures/activation_by_layer.png",  # paper Figures 2 and 3
+    "closest_cosine_by_layer": "figures/closest_cosine_by_layer.png",  # paper Figure 4
+    "pca": "figures/pca.png",  # paper Figure 5
+    "group_top_k": "figures/group_top_k.png",  # paper Table 4, as a plot
+}
+
+
 def artifact_paths() -> list[str]:
     """Every path a pack writes into an artifact folder (the folder holds nothing else)."""
-    return [data_file(c) for c in CONFIGS] + [index_file(VOCAB_INDEX), index_file(OPTIMIZED_INDEX), CARD, BUILD_INFO]
+    return [data_file(c) for c in CONFIGS] + [index_file(VOCAB_INDEX), index_file(OPTIMIZED_INDEX), CARD, BUILD_INFO,
+                                              *FIGURES.values()]

@@ -14,11 +14,13 @@ from typing import Any
 
 import numpy as np
 
+from .errors import ArtifactError
 from .files import atomic_path, sha256_file
 from .index import build_index, write_index
 from .manifest import (CARD, CONFIGS, OPTIMIZED_CONFIGS, OPTIMIZED_INDEX, VOCAB_INDEX, ConfigEntry, FileEntry,
                        IndexEntry, Manifest, ModelInfo, data_file, index_file, write_manifest)
 from .schema import features
+from .report import card_section
 from .summary import group_summary, markdown, single_neuron_summary
 
 logger = logging.getLogger(__name__)
@@ -84,6 +86,13 @@ def pack_artifact(
     _report(progress, steps - 1, steps)
     single = single_neuron_summary(tables["neurons"], np.linalg.norm(vocab_vectors, axis=1))
     groups = group_summary(tables["word_groups"])
+    try:
+        evaluation, figures = _evaluate(out, tables, model.id, tmp_dir)
+        results_md = card_section(evaluation, figures)
+    except ArtifactError as exc:  # e.g. every row diverged: the summary says so, no figures
+        logger.warning("no evaluation for the card: %s", exc)
+        figures, results_md = [], markdown(single, groups) + f"\n\nNo evaluation figures: {exc}."
+    written += figures
     manifest = Manifest(
         model=model,
         settings=settings,
@@ -96,12 +105,43 @@ def pack_artifact(
         runtime=dict(runtime or {}),
     )
     with atomic_path(out / CARD, tmp_dir=tmp_dir) as tmp:
-        tmp.write_text(_card(manifest, markdown(single, groups), settings_table, tables, repo_id), encoding="utf-8")
+        tmp.write_text(_card(manifest, results_md, settings_table, tables, repo_id), encoding="utf-8")
     written.append(CARD)
     manifest.files = {rel: FileEntry(sha256_file(out / rel), (out / rel).stat().st_size) for rel in sorted(written)}
     write_manifest(out, manifest, tmp_dir=tmp_dir)
     _report(progress, steps, steps)
     return manifest
+
+
+def _evaluate(out: Path, tables: dict, model_id: str, tmp_dir: Path | None) -> tuple[dict, list[str]]:
+    """The paper's evaluation of these rows (ft_artifacts.report) and its figures, written into the
+    artifact (each moved into place whole). Returns (report, figure paths relative to `out`)."""
+    import os
+    import tempfile
+
+    from .figures import write_figures
+    from .report import ReportData, summarize
+
+    steps = int(tables["neurons"][0]["steps"]) if len(tables["neurons"]) else 0
+    data = ReportData.from_tables(tables["neurons"], tables["word_groups"], tables["vocabulary"])
+    report = summarize(data, model_id, steps)
+    if tmp_dir is not None:
+        Path(tmp_dir).mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=tmp_dir or out, prefix=".figures-") as stage:
+        figures = write_figures(report, data, stage)
+        for rel in figures:
+            (out / rel).parent.mkdir(parents=True, exist_ok=True)
+            os.chmod(Path(stage) / rel, 0o666 & ~_umask())
+            os.replace(Path(stage) / rel, out / rel)
+    return report, figures
+
+
+def _umask() -> int:
+    import os
+
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _report(progress, done, total):

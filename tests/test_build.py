@@ -200,7 +200,8 @@ def test_diverged_rows_are_marked_never_hits_and_counted(tiny_bert, tmp_path: Pa
     assert single["diverged"] == single["rows"] == len(neurons) and single["activation"] is None
     for g in art.manifest.results["word_groups"]:
         assert g["diverged"] == g["words"] and g["top1"] == g["top20"] == 0.0
-    assert f"({len(neurons)} diverged, left out)" in (art.path / "README.md").read_text()
+    card = (art.path / "README.md").read_text()
+    assert f"({len(neurons)} diverged, left out)" in card and "No evaluation figures" in card
     with pytest.raises(ArtifactError, match="diverged"):
         art.nearest_words(neuron=neurons[0]["neuron"])
     assert art.neurons_near(word="people", k=5) == []  # a diverged row is never near anything
