@@ -205,3 +205,15 @@ def test_diverged_rows_are_marked_never_hits_and_counted(tiny_bert, tmp_path: Pa
     with pytest.raises(ArtifactError, match="diverged"):
         art.nearest_words(neuron=neurons[0]["neuron"])
     assert art.neurons_near(word="people", k=5) == []  # a diverged row is never near anything
+
+
+def test_killed_during_the_vocabulary_scan_resumes_to_the_same_artifact(tiny_artifact: Path, tiny_config,
+                                                                      tmp_path: Path) -> None:
+    from ft_artifacts.builders.build import build
+
+    out = tmp_path / "scan-killed"
+    build_until_killed(tiny_config, out, "vocabulary scan", 1, tmp_path)
+    assert not (out / ".partial/plan.json").exists() and (out / ".partial/build.json").exists()
+    build(tiny_config, out)
+    assert_same_artifact(out, tiny_artifact)
+    assert not list(out.rglob("*.tmp"))
