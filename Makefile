@@ -26,7 +26,7 @@ $(STAMP): pyproject.toml constraints.txt
 demo: $(STAMP)
 	$(BIN)/ft-artifacts build --preset demo --out $(DEMO_OUT) --device cpu
 	$(BIN)/ft-artifacts info $(DEMO_OUT)
-	$(BIN)/ft-artifacts query $(DEMO_OUT) --group time --selection relative --k 250
+	$(BIN)/ft-artifacts query $(DEMO_OUT) --group time --selection relative --group-size 250
 	$(BIN)/ft-artifacts query $(DEMO_OUT) --neuron L6.N12
 
 # The default test run: unit tests (tiny random BERTs) and integration tests (packaged MiniLM, CPU).

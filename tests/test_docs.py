@@ -38,3 +38,14 @@ def test_readme_options_exist():
         for row in re.findall(rf"`ft-artifacts {name}[^`]*`", README):
             for option in re.findall(r"(?<![\w-])(--[a-z][a-z-]*|-k)\b", row):
                 assert option in known, f"README shows {option} for ft-artifacts {name}, which has no such option"
+
+
+def test_makefile_commands_use_real_options():
+    """`make demo` runs these commands: every option they pass exists on that command."""
+    makefile = (REPO / "Makefile").read_text()
+    lines = re.findall(r"ft-artifacts (\w+)([^\n]*)", makefile)
+    assert lines, "the Makefile runs no ft-artifacts command"
+    for name, rest in lines:
+        known = {opt for param in main.commands[name].params for opt in getattr(param, "opts", [])}
+        for option in re.findall(r"(?<![\w-])(--[a-z][a-z-]*|-[a-z])\b", rest):
+            assert option in known, f"the Makefile passes {option} to ft-artifacts {name}, which has no such option"
