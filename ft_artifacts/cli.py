@@ -10,8 +10,12 @@ import sys
 import click
 
 from .errors import FTError
+from .precision import PRECISIONS
 
 DEVICE_HELP = "cpu, cuda, cuda:1, ... or auto (cuda when available)"
+PRECISION_HELP = ("Precision of the optimization steps: fp32, tf32 (TF32 matrix products on CUDA; exactly fp32 "
+                  "on CPU) or bf16 (autocast). auto: the device's default, fp32 on CPU and, until measured on "
+                  "a GPU, fp32 on CUDA. Final activations are always evaluated in float32.")
 
 
 def _fail_cleanly(func):
@@ -40,10 +44,11 @@ def _device(name: str) -> str:
     return name
 
 
-def _autocast(dtype: str):
-    import torch
+def _precision(name: str):
+    """The --precision choice as a scope for the library's optimizer (auto: the device's default)."""
+    from .precision import preferred
 
-    return {"float32": None, "bfloat16": torch.bfloat16}[dtype]
+    return preferred(None if name == "auto" else name)
 
 
 class _Bars:
@@ -98,8 +103,8 @@ def optim_options(func):
         click.option("--model", default="bert-base-uncased", show_default=True,
                      help="Hub id, local folder, or `minilm` (packaged all-MiniLM-L6-v2, offline)."),
         click.option("--device", default="auto", show_default=True, help=DEVICE_HELP),
-        click.option("--dtype", type=click.Choice(["float32", "bfloat16"]), default="float32", show_default=True,
-                     help="Compute dtype of the optimization steps (bfloat16 = autocast on GPU)."),
+        click.option("--precision", type=click.Choice(("auto",) + PRECISIONS), default="auto", show_default=True,
+                     help=PRECISION_HELP),
     ]
     for option in reversed(options):
         func = option(func)
@@ -120,7 +125,7 @@ def optim_options(func):
 @click.option("--nearest", type=int, default=10, show_default=True, help="Nearest tokens to show.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per objective.")
 @_fail_cleanly
-def textualize(neurons, model, device, dtype, word, selection, k, steps, lr, init_std, seed, length, nearest, as_json):
+def textualize(neurons, model, device, precision, word, selection, k, steps, lr, init_std, seed, length, nearest, as_json):
     """Textualize neurons (e.g. L3.N7 L6.N100) or a word's neuron group (--word crowd) on demand.
 
     Prints, per objective, the final activation, the most activating vocabulary token and its
@@ -135,10 +140,11 @@ def textualize(neurons, model, device, dtype, word, selection, k, steps, lr, ini
     config = OptimConfig(steps=steps, lr=lr, init_std=init_std, seed=seed, length=length)
     bars = _Bars(enabled=not as_json or sys.stderr.isatty())
     try:
-        rows = textualize_request(
-            model, list(neurons), word, selection, k, config, device=_device(device),
-            autocast_dtype=_autocast(dtype), nearest=nearest, progress=bars,
-        )
+        with _precision(precision):
+            rows = textualize_request(
+                model, list(neurons), word, selection, k, config, device=_device(device),
+                nearest=nearest, progress=bars,
+            )
     finally:
         bars.close()
     for row in rows:
@@ -177,11 +183,12 @@ def publish_options(func):
 @click.option("--model", default=None, help="Override the preset's model (Hub id, local folder, or minilm).")
 @click.option("--steps", type=int, default=None, help="Override the preset's optimization steps.")
 @click.option("--device", default="auto", show_default=True, help=DEVICE_HELP)
-@click.option("--dtype", type=click.Choice(["float32", "bfloat16"]), default="float32", show_default=True)
+@click.option("--precision", type=click.Choice(("auto",) + PRECISIONS), default="auto", show_default=True,
+              help=PRECISION_HELP)
 @click.option("--push", is_flag=True, help="Publish the finished artifact (needs --repo-id).")
 @publish_options
 @_fail_cleanly
-def build(preset_name, out, model, steps, device, dtype, push, repo_id, private, revision, dry_run):
+def build(preset_name, out, model, steps, device, precision, push, repo_id, private, revision, dry_run):
     """Build the artifact folder of a preset: neurons, word_groups, vocabulary and neuron_stats
     datasets, FAISS indexes, dataset card and build_info.json. A killed build resumes where it stopped."""
     from .session import build_request
@@ -191,9 +198,9 @@ def build(preset_name, out, model, steps, device, dtype, push, repo_id, private,
     _quiet_transformers()
     bars = _Bars()
     try:
-        path = build_request(preset_name, out, model=model, steps=steps, device=_device(device),
-                             autocast_dtype=_autocast(dtype), progress=bars,
-                             repo_id=repo_id if push else None)
+        with _precision(precision):
+            path = build_request(preset_name, out, model=model, steps=steps, device=_device(device),
+                                 progress=bars, repo_id=repo_id if push else None)
     finally:
         bars.close()
     click.echo(f"built {path}")
