@@ -182,6 +182,45 @@ def environment(device: torch.device) -> dict:
     return env
 
 
+def markdown(out: dict) -> str:
+    """One RESULTS.md section: environment, then one table of every setup, then fidelity."""
+    env, one, pp = out["environment"], out["one_at_a_time"], out["paper_preset"]
+    lines = [f"## {env['device']}, {env['date']}", "",
+             f"torch {env['torch']}, transformers {env['transformers']}, Python {env['python']}"
+             + (f", CUDA {env['cuda']}" if env.get("cuda") else "") + f"; {env['threads']} torch thread(s) on "
+             f"{env['cpus']} CPUs; load average {env['load_avg_start'][0]:.2f} at the start, "
+             f"{env['load_avg_end'][0]:.2f} at the end.", "",
+             f"Command: `{env['command']}`", "",
+             f"Model `{out['model']}`: {out['objectives']} objectives = {out['singles']} sampled neurons + "
+             f"{out['groups']} random groups (k cycling 10/100/250/450).", "",
+             "| setup | rows | timed steps | ms/step | 5,000 steps | x one at a time | peak MiB |",
+             "|---|---|---|---|---|---|---|",
+             f"| one at a time, fp32 ({one['sampled']} objectives timed) | 1 | {one['steps']} | "
+             f"{1000 / one['steps_per_s']:.1f} | {one['projected_s']:.0f} s projected (all {one['rows']}) | 1.0 | "
+             f"{one['peak_mib']:.0f} |"]
+    for mode, run in out["batched"].items():
+        lines.append(f"| batched, {mode} | {run['rows']} | {run['steps']} | {run['ms_per_step']:.1f} | "
+                     f"{run['projected_s']:.0f} s projected | {run['x_one_at_a_time']:.1f} | {run['peak_mib']:.0f} |")
+    act = out["actual"]
+    if act:
+        projected = "" if act["steps"] == PAPER_STEPS else f", {act['projected_s']:.0f} s projected"
+        lines.append(f"| actual, {act['mode']}, whole call | {out['objectives']} | {act['steps']} | "
+                     f"{1000 * act['seconds'] / act['steps']:.1f} | {act['seconds']:.1f} s measured for {act['steps']} "
+                     f"steps{projected} | {one['projected_s'] / act['projected_s']:.1f} | {act['peak_mib']:.0f} |")
+    lines += ["", f"Fidelity against fp32 ({out['fidelity_steps']} steps, same seeds):", "",
+              "| mode | rows | mean activation ratio | top-10 overlap | max relative difference | eligible |",
+              "|---|---|---|---|---|---|"]
+    for mode, f in out["fidelity"].items():
+        lines.append(f"| {mode} | {f['rows']} | {f['activation_ratio']:.4f} | {f['top10_overlap']:.3f} | "
+                     f"{f['max_rel_diff']:.2e} | {'yes' if f['eligible'] else 'no'} |")
+    how = "measured" if pp["measured"] else "projected"
+    lines += ["", f"Chosen mode (fastest eligible): {out['chosen']}; library default on this device: "
+              f"{out['library_default']}.", "",
+              f"`paper preset: {pp['seconds']:.0f} s on {env['device']}, {pp['x_one_at_a_time']:.1f}x one at a time` "
+              f"({how}).", ""]
+    return "\n".join(lines)
+
+
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--device", default="auto", help="cpu, cuda or auto (cuda when available)")
@@ -201,6 +240,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, help="torch CPU threads (1 on a shared machine)")
     p.add_argument("--smoke", action="store_true", help="a few objectives and steps: checks the benchmark runs")
     p.add_argument("--json", metavar="PATH", help="also write every figure as JSON")
+    p.add_argument("--markdown", metavar="PATH", help="also write the results as a benchmarks/RESULTS.md section")
     args = p.parse_args(argv)
     args.device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
     gpu = args.device.startswith("cuda")
@@ -299,6 +339,8 @@ def main(argv=None) -> dict:
            "paper_preset": {"seconds": total, "measured": measured, "mode": chosen, "x_one_at_a_time": speedup}}
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=2) + "\n")
+    if args.markdown:
+        Path(args.markdown).write_text(markdown(out))
     how = "measured" if measured else f"projected from {batched[chosen]['steps']} timed steps"
     print(f"{PAPER_STEPS} steps of all {rows} objectives in {chosen}: {how}; load average at the end "
           f"{env['load_avg_end'][0]:.2f}")
