@@ -4,14 +4,17 @@
 #      itself as a copy of its installed layout (ft_artifacts + builders + cards) on PYTHONPATH;
 #   2. pytest -m gpu (tests/test_gpu.py);
 #   3. benchmarks/build.py: one at a time vs. the paper preset batched per precision mode, fidelity,
-#      the actual 5,000-step run of the chosen mode (capped at ACTUAL_MAX_S seconds, 150 by default);
+#      the actual 5,000-step run of the chosen mode (capped at ACTUAL_MAX_S seconds, 120 by default);
 #   4. a bert-base-shaped random BertModel with bert-base-uncased's vocabulary (.whl/vocab.txt) saved to
 #      a folder, then `ft-artifacts build --preset paper --model THAT_FOLDER --steps 200`;
 #   5. a results table: $OUT/gpu_check.md (plus bench.json, bench.md and the logs under $OUT).
 # Run it with the device tool (see benchmarks/README.md): command `bash benchmarks/gpu_check.sh`,
 # carry [".whl"]. Here, without a GPU: `bash benchmarks/gpu_check.sh --cpu-smoke` runs the same steps
 # tiny with .venv's Python (the Python 3.12 wheels are then not installed, only checked to be there).
+# STEPS="pytest benchmark build" (the default) picks steps to run, e.g. STEPS=benchmark for a rerun of one.
 set -uo pipefail
+STEPS=${STEPS:-pytest benchmark build}
+wants() { [[ " $STEPS " == *" $1 "* ]]; }
 
 SMOKE=0
 [[ "${1:-}" == "--cpu-smoke" ]] && SMOKE=1
@@ -22,6 +25,7 @@ mkdir -p "$OUT"
 WORK=$(mktemp -d /tmp/ft-gpu-check.XXXXXX)
 START=$(date +%s)
 STATUS=()
+FAILED=0
 export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1
 export FT_ARTIFACTS_BERT_VOCAB="$ROOT/.whl/vocab.txt"
 
@@ -33,6 +37,7 @@ step() {  # step NAME TIMEOUT_S COMMAND...: run, log to $OUT/NAME.log, record it
     timeout "$limit" "$@" 2>&1 | tee "$OUT/$name.log"
     rc=${PIPESTATUS[0]}
     LAST_S=$(( $(date +%s) - t0 ))
+    [[ $rc == 0 ]] || FAILED=1
     STATUS+=("| $name | $([[ $rc == 0 ]] && echo ok || echo "FAILED (exit $rc)") | $LAST_S s |")
     return "$rc"
 }
@@ -73,19 +78,21 @@ EOF
 
 # 2. the GPU tests. python -P: the tree's root is not put on sys.path, so the installed layout is used.
 if [[ $SMOKE == 1 ]]; then DEVICE=cpu; else DEVICE=cuda; fi
-step pytest_gpu 240 "$PY" -P -m pytest -p no:cacheprovider -q -m gpu tests/test_gpu.py -rxXs
+wants pytest && step pytest_gpu 240 "$PY" -P -m pytest -p no:cacheprovider -q -m gpu tests/test_gpu.py -rxXs
 
 # 3. the benchmark.
 if [[ $SMOKE == 1 ]]; then
     BENCH=(--smoke --device cpu --model bert-base-random --threads 1)
 else
-    BENCH=(--device cuda --actual-max-seconds "${ACTUAL_MAX_S:-150}")
+    BENCH=(--device cuda --actual-max-seconds "${ACTUAL_MAX_S:-120}")
 fi
-step benchmark 330 "$PY" -P benchmarks/build.py "${BENCH[@]}" --json "$OUT/bench.json" --markdown "$OUT/bench.md"
+wants benchmark && step benchmark 330 "$PY" -P benchmarks/build.py "${BENCH[@]}" --json "$OUT/bench.json" --markdown "$OUT/bench.md"
 
 # 4. a short paper-preset build on a bert-base-shaped random model with bert-base-uncased's vocabulary.
 MODEL_DIR=$WORK/bert-base-random
-"$PY" -P - "$MODEL_DIR" "$SMOKE" <<'EOF'
+if [[ $SMOKE == 1 ]]; then BUILD_STEPS=2; else BUILD_STEPS=200; fi
+BUILD_S=-
+wants build && "$PY" -P - "$MODEL_DIR" "$SMOKE" <<'EOF'
 import sys
 from pathlib import Path
 sys.path.insert(0, "benchmarks")  # build.py's save_random_bert_base
@@ -97,11 +104,12 @@ config = BertConfig(num_hidden_layers=2, hidden_size=256, num_attention_heads=4,
 save_random_bert_base(folder, ".whl/vocab.txt", config)
 print(f"saved {folder}: {config.num_hidden_layers} layers x {config.hidden_size}, vocabulary {config.vocab_size}")
 EOF
-if [[ $SMOKE == 1 ]]; then BUILD_STEPS=2; else BUILD_STEPS=200; fi
-step paper_build 240 "$PY" -P -m ft_artifacts.cli build --preset paper --model "$MODEL_DIR" --steps "$BUILD_STEPS" \
-    --device "$DEVICE" --out "$WORK/paper-artifact"
-BUILD_S=$LAST_S
-step paper_info 60 "$PY" -P -m ft_artifacts.cli info "$WORK/paper-artifact"
+if wants build; then
+    step paper_build 240 "$PY" -P -m ft_artifacts.cli build --preset paper --model "$MODEL_DIR" \
+        --steps "$BUILD_STEPS" --device "$DEVICE" --out "$WORK/paper-artifact"
+    BUILD_S=$LAST_S
+    step paper_info 60 "$PY" -P -m ft_artifacts.cli info "$WORK/paper-artifact"
+fi
 
 # 5. the table.
 {
@@ -115,8 +123,8 @@ step paper_info 60 "$PY" -P -m ft_artifacts.cli info "$WORK/paper-artifact"
     echo "|---|---|---|"
     printf '%s\n' "${STATUS[@]}"
     echo
-    echo "pytest: $(grep -E '(passed|failed|skipped|error)' "$OUT/pytest_gpu.log" | tail -1)"
-    echo "build: \`ft-artifacts build --preset paper --steps $BUILD_STEPS --device $DEVICE\` on the random" \
+    wants pytest && echo "pytest: $(grep -E '(passed|failed|skipped|error)' "$OUT/pytest_gpu.log" | tail -1)"
+    wants build && echo "build: \`ft-artifacts build --preset paper --steps $BUILD_STEPS --device $DEVICE\` on the random" \
         "$([[ $SMOKE == 1 ]] && echo '2-layer x 256 (smoke)' || echo 'bert-base-shaped') model: $BUILD_S s in all" \
         "(vocabulary scan, optimization, packing); $(grep -E '^built ' "$OUT/paper_build.log" | tail -1)"
     echo
@@ -125,3 +133,4 @@ step paper_info 60 "$PY" -P -m ft_artifacts.cli info "$WORK/paper-artifact"
 } > "$OUT/gpu_check.md"
 cat "$OUT/gpu_check.md"
 rm -rf "$WORK"
+exit "$FAILED"
