@@ -19,7 +19,7 @@ Setups, every one on the same objectives, seeds (OptimConfig defaults: lr 100, x
 - fidelity: every mode for `--fidelity-steps` steps on `--fidelity-rows` objectives (spread over the
   list), same seeds: mean final activation over fp32's and the overlap of the 10 nearest tokens (cosine,
   analysis space) with fp32's. The chosen mode is the fastest with ratio >= 0.98 and overlap >= 0.8
-  (`ft_artifacts.precision.choose_default`).
+  (`ft_artifacts.precision.choose_default`); off CUDA, tf32 is fp32 and no candidate.
 - timings: `--repeats` interleaved rounds (one at a time, then each mode), the fastest of each setup
   kept, so that load from other processes hits every setup alike.
 - peak memory per setup: torch.cuda.max_memory_allocated on CUDA; on CPU the process's ru_maxrss
@@ -232,7 +232,8 @@ def markdown(out: dict) -> str:
         lines.append(f"| {mode} | {f['rows']} | {f['activation_ratio']:.4f} | {f['top10_overlap']:.3f} | "
                      f"{f['max_rel_diff']:.2e} | {'yes' if f['eligible'] else 'no'} |")
     how = "measured" if pp["measured"] else "projected"
-    lines += ["", f"Chosen mode (fastest eligible): {out['chosen']}; library default on this device: "
+    lines += ["", f"Chosen mode (fastest eligible; tf32 is a candidate on CUDA only): {out['chosen']}; "
+              f"library default on this device: "
               f"{out['library_default']}.", "",
               f"`paper preset: {pp['seconds']:.0f} s on {env['device']}, {pp['x_one_at_a_time']:.1f}x one at a time` "
               f"({how}).", ""]
@@ -340,9 +341,12 @@ def main(argv=None) -> dict | None:
         print(f"fidelity {mode} vs fp32 ({f['rows']} objectives, {args.fidelity_steps} steps): mean activation "
               f"ratio {f['activation_ratio']:.4f}, top-10 overlap {f['top10_overlap']:.3f}, max relative "
               f"difference {f['max_rel_diff']:.2e}, {'eligible' if f['eligible'] else 'NOT eligible'}", flush=True)
-    chosen = choose_default({m: {"seconds_per_step": batched[m]["ms_per_step"], **fid[m]} for m in args.modes})
+    # tf32 computes exactly fp32 off CUDA: timing noise must not make it "faster" there.
+    candidates = [m for m in args.modes if device.type == "cuda" or m != "tf32"]
+    chosen = choose_default({m: {"seconds_per_step": batched[m]["ms_per_step"], **fid[m]} for m in candidates})
     library_default = default_precision(device)
-    print(f"chosen mode: {chosen} (fastest with mean activation ratio >= 0.98 and top-10 overlap >= 0.8); "
+    print(f"chosen mode: {chosen} (fastest with mean activation ratio >= 0.98 and top-10 overlap >= 0.8"
+          f"{'' if device.type == 'cuda' else '; tf32 is fp32 on CPU, not a candidate'}); "
           f"library default on {device.type}: {library_default}", flush=True)
 
     actual = None
