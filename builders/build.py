@@ -28,6 +28,8 @@ from ft_artifacts.manifest import BUILD_INFO, ModelInfo, artifact_paths, read_ma
 from ft_artifacts.model import LoadedModel, load_model
 from ft_artifacts.naming import Neuron
 from ft_artifacts.optimize import optimize
+from ft_artifacts.precision import check as check_precision
+from ft_artifacts.precision import default_precision
 from ft_artifacts.pack import pack_artifact
 from ft_artifacts.progress import Progress, stage
 from ft_artifacts.rows import to_record
@@ -50,7 +52,7 @@ def build(
     out: str | Path,
     *,
     device: str = "cpu",
-    autocast_dtype: torch.dtype | None = None,
+    precision: str | None = None,
     progress: Progress | None = None,
     keep_work: bool = False,
     repo_id: str | None = None,
@@ -66,6 +68,8 @@ def build(
     if Path(config.model).expanduser().exists():  # one identity for a local model, however it is spelled
         config = replace(config, model=str(Path(config.model).expanduser().resolve()))
     check_out(out)
+    # The steps' precision changes the rows, so it is a setting: recorded, and part of the resume check.
+    config = replace(config, precision=check_precision(precision or default_precision(device)))
     lm = load_model(config.model, device=device)
     validate(config, lm)
     if _finished(out, config, lm):
@@ -78,7 +82,7 @@ def build(
             make_plan(lm, config, work, callback=stage(progress, "vocabulary scan"), tmp_dir=tmp)
         world.barrier()
         plan = make_plan(lm, config, work, tmp_dir=tmp)  # rank 0's saved plan, read back by every rank
-        chunks = _optimize(lm, plan, config, work, autocast_dtype, progress, world)
+        chunks = _optimize(lm, plan, config, work, progress, world)
         peaks = _gather_peaks(lm, world)
         world.barrier()  # every chunk is written
         if world.main:
@@ -232,7 +236,7 @@ def _claim(out: Path, config: BuildConfig, lm: LoadedModel) -> Path:
     return tmp
 
 
-def _optimize(lm, plan: Plan, config: BuildConfig, work: Path, autocast_dtype, progress, world: World):
+def _optimize(lm, plan: Plan, config: BuildConfig, work: Path, progress, world: World):
     """Optimize every config's rows chunk by chunk (this process's share of the chunks under torchrun);
     return every config's chunk files in order."""
     size = config.chunk_rows
@@ -251,7 +255,7 @@ def _optimize(lm, plan: Plan, config: BuildConfig, work: Path, autocast_dtype, p
             logger.info("resuming: %s already optimized", path.name)
         else:
             step_report = (lambda s, _t, d=done * steps: report(d + s, steps * len(mine))) if report else None
-            _write_chunk(lm, plan, config, name, chunk, path, autocast_dtype, step_report, work / "tmp")
+            _write_chunk(lm, plan, config, name, chunk, path, step_report, work / "tmp")
         if report:
             report((done + 1) * steps, steps * len(mine))
     return files
@@ -274,12 +278,10 @@ def _chunk_ok(path: Path, name: str, rows: int) -> bool:
     return ok
 
 
-def _write_chunk(lm, plan: Plan, config: BuildConfig, name: str, targets, path: Path, autocast_dtype, callback,
-                 tmp_dir: Path):
+def _write_chunk(lm, plan: Plan, config: BuildConfig, name: str, targets, path: Path, callback, tmp_dir: Path):
     import datasets
 
-    result = optimize(lm, [t.objective for t in targets], config.optim, autocast_dtype=autocast_dtype,
-                      callback=callback)
+    result = optimize(lm, [t.objective for t in targets], config.optim, precision=config.precision, callback=callback)
     rows = make_rows(lm.tokens, torch.from_numpy(plan.analysis), result, targets, config.nearest)
     table = datasets.Dataset.from_list([to_record(r) for r in rows], features=features(name))
     with atomic_path(path, tmp_dir=tmp_dir) as tmp:

@@ -21,6 +21,7 @@ class BuildConfig:
     selections: tuple[str, ...] = ("absolute", "relative")  # paper 3.3.2
     ks: tuple[int, ...] = (10, 100, 250, 450)  # paper Tables 3 and 4
     optim: OptimConfig = field(default_factory=OptimConfig)  # paper 4.1: SGD, lr 100, 5,000 steps
+    precision: str | None = None  # the steps' mode (ft_artifacts.precision); None: the device's default, recorded at build
     nearest: int = 10  # nearest tokens stored per optimized row
     chunk_rows: int = 256  # rows optimized per batch; each finished chunk is saved (resume unit)
     scan_batch: int = 1024  # vocabulary items per forward in the scan

@@ -12,9 +12,13 @@ import click
 
 from .builders.presets import PRESETS
 from .errors import FTError
+from .precision import PRECISIONS
 from .settings import DEFAULT_GROUP_SIZE, DEFAULT_MODEL, DEFAULT_NEAREST, DEFAULT_SELECTION, SELECTIONS, OptimConfig
 
 DEVICE_HELP = "cpu, cuda, cuda:1, ..., mps, or auto (cuda when available)"
+PRECISION_HELP = ("Precision of the optimization steps: fp32, tf32 (TF32 matrix products on CUDA; exactly fp32 "
+                  "on CPU) or bf16 (autocast). auto: the device's default, fp32 on CPU and, until measured on "
+                  "a GPU, fp32 on CUDA. Final activations are always evaluated in float32.")
 
 
 
@@ -57,10 +61,9 @@ def _device(name: str) -> str:
     return name
 
 
-def _autocast(dtype: str):
-    import torch
-
-    return {"float32": None, "bfloat16": torch.bfloat16}[dtype]
+def _precision(name: str) -> str | None:
+    """The --precision choice for the library (None: the device's default)."""
+    return None if name == "auto" else name
 
 
 class _Bars:
@@ -139,8 +142,8 @@ def optim_options(func):
         click.option("--model", default=DEFAULT_MODEL, show_default=True,
                      help="Hub id, local folder, or `minilm` (packaged all-MiniLM-L6-v2, offline)."),
         click.option("--device", default="auto", show_default=True, help=DEVICE_HELP),
-        click.option("--dtype", type=click.Choice(["float32", "bfloat16"]), default="float32", show_default=True,
-                     help="Compute dtype of the optimization steps (bfloat16 = autocast on GPU)."),
+        click.option("--precision", type=click.Choice(("auto",) + PRECISIONS), default="auto", show_default=True,
+                     help=PRECISION_HELP),
     ]
     for option in reversed(options):
         func = option(func)
@@ -175,7 +178,7 @@ def group_options(func):
               help="Nearest tokens to show.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per objective (the artifact's row columns).")
 @_fail_cleanly
-def textualize(neurons, model, device, dtype, word, selection, group_size, steps, lr, init_std, seed, length, nearest,
+def textualize(neurons, model, device, precision, word, selection, group_size, steps, lr, init_std, seed, length, nearest,
                as_json):
     """Textualize neurons (e.g. L3.N7 L6.N100) or a word's neuron group (--word crowd) on demand.
 
@@ -196,7 +199,7 @@ def textualize(neurons, model, device, dtype, word, selection, group_size, steps
     try:
         rows = textualize_request(
             model, list(neurons), word, selection, group_size, config, device=device,
-            autocast_dtype=_autocast(dtype), nearest=nearest, progress=bars,
+            precision=_precision(precision), nearest=nearest, progress=bars,
         )
     finally:
         bars.close()
@@ -245,11 +248,12 @@ def publish_options(func):
               help="Override the neuron sample: all (every neuron, an atlas), a percentage of each layer (25%), "
                    "or a count per layer (77).")
 @click.option("--device", default="auto", show_default=True, help=DEVICE_HELP + "; under torchrun, one GPU per process")
-@click.option("--dtype", type=click.Choice(["float32", "bfloat16"]), default="float32", show_default=True)
+@click.option("--precision", type=click.Choice(("auto",) + PRECISIONS), default="auto", show_default=True,
+              help=PRECISION_HELP)
 @click.option("--push", is_flag=True, help="Publish the finished artifact (needs --repo-id).")
 @publish_options
 @_fail_cleanly
-def build(preset_name, out, model, steps, neurons, device, dtype, push, repo_id, private, revision, dry_run):
+def build(preset_name, out, model, steps, neurons, device, precision, push, repo_id, private, revision, dry_run):
     """Build the artifact folder of a preset: neurons, word_groups, vocabulary and neuron_stats
     datasets, FAISS indexes, dataset card and build_info.json. A killed build resumes where it stopped.
     Under torchrun, the processes share the work by chunks and rank 0 packs the same artifact."""
@@ -263,7 +267,7 @@ def build(preset_name, out, model, steps, neurons, device, dtype, push, repo_id,
     bars = _Bars(enabled=world.main)
     try:
         path = build_request(preset_name, out, model=model, steps=steps, neurons=neurons, device=device,
-                             autocast_dtype=_autocast(dtype), progress=bars,
+                             precision=_precision(precision), progress=bars,
                              repo_id=repo_id if push else None, world=world)
     finally:
         bars.close()

@@ -12,7 +12,6 @@ Two exact formulations of the paper's plain SGD ascent on x in R^V (x ~ N(0, std
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import logging
 from dataclasses import asdict, dataclass, field
@@ -25,6 +24,7 @@ from .errors import ObjectiveError
 from .hooks import embed, run_layers, sequence_embeds
 from .model import LoadedModel
 from .objectives import CompiledObjectives, Objective, compile_objectives
+from .precision import default_precision, step_context
 from .settings import METHODS, OptimConfig  # noqa: F401 - OptimConfig is part of this module's API
 
 logger = logging.getLogger(__name__)
@@ -40,6 +40,7 @@ class OptimResult:
     trace: Tensor  # [batch, len(trace_steps)]  objective during optimization
     config: OptimConfig
     grad_sum: Tensor | None = field(default=None, repr=False)  # [batch, l, h] sum of dA/de (preconditioned)
+    precision: str = "fp32"  # mode of the steps (ft_artifacts.precision); never of the final evaluation
 
     def settings(self) -> dict:
         return asdict(self.config)
@@ -81,11 +82,17 @@ def optimize(
     objectives: Sequence[Objective],
     config: OptimConfig | None = None,
     *,
+    precision: str | None = None,
     autocast_dtype: torch.dtype | None = None,
     callback: Callable[[int, int], None] | None = None,
 ) -> OptimResult:
-    """Maximize every objective, one batch row each. `autocast_dtype` (e.g. torch.bfloat16) speeds
-    up the steps; the final activation is always re-evaluated without autocast."""
+    """Maximize every objective, one batch row each.
+
+    `precision` ("fp32", "tf32" or "bf16", see ft_artifacts.precision) is the mode of the steps;
+    None takes `default_precision(device)`. `autocast_dtype=torch.bfloat16` is the older spelling of
+    "bf16". Whatever the mode, the final activation and analysis vectors are re-evaluated without
+    autocast and without TF32, in the model's dtype (float32 or float64).
+    """
     config = config or OptimConfig()
     config.validate()
     if not objectives:
@@ -99,11 +106,11 @@ def optimize(
     seeds = [row_seed(config.seed, label) for label in labels]
     sorted_seeds = [seeds[i] for i in order.tolist()]
     step_fn = _plain_steps if config.method == "plain" else _preconditioned_steps
-    autocast = (
-        torch.autocast(lm.device.type, dtype=autocast_dtype) if autocast_dtype is not None else contextlib.nullcontext()
-    )
-    pre_ln, grad_sum, trace, trace_steps = step_fn(lm, compiled, sorted_seeds, config, autocast, callback)
-    with torch.no_grad():
+    mode = _mode(precision, autocast_dtype, lm.device)
+    flags, autocast = step_context(mode, lm.device, lm.dtype)
+    with flags:
+        pre_ln, grad_sum, trace, trace_steps = step_fn(lm, compiled, sorted_seeds, config, autocast, callback)
+    with torch.no_grad(), step_context("fp32", lm.device)[0]:  # final values in IEEE float32 (or float64)
         final = _forward(lm, compiled, pre_ln, config.position)
         analysis = embed(lm, sequence_embeds(lm, pre_ln))[:, 1:-1]
     inverse = torch.argsort(order)
@@ -117,7 +124,18 @@ def optimize(
         trace=trace[inverse].cpu(),
         config=config,
         grad_sum=None if grad_sum is None else grad_sum[inverse].cpu(),
+        precision=mode,
     )
+
+
+def _mode(precision: str | None, autocast_dtype, device) -> str:
+    if autocast_dtype is None:
+        return precision or default_precision(device)
+    if autocast_dtype != torch.bfloat16:
+        raise ObjectiveError(f"autocast_dtype {autocast_dtype} is not supported; use precision='bf16'")
+    if precision not in (None, "bf16"):
+        raise ObjectiveError(f"precision {precision!r} contradicts autocast_dtype=torch.bfloat16")
+    return "bf16"
 
 
 def _record(trace: list, trace_steps: list, step: int, every: int, obj: Tensor) -> None:

@@ -10,6 +10,7 @@ import torch
 from .errors import ObjectiveError
 from .model import load_model
 from .optimize import OptimConfig
+from .precision import check as check_precision
 from .progress import Progress, stage
 from .rows import GroupRow, NeuronRow
 from .scan import SELECTIONS, scan_vocabulary
@@ -28,12 +29,14 @@ def textualize_request(
     config: OptimConfig,
     *,
     device: str = "cpu",
-    autocast_dtype: torch.dtype | None = None,
+    precision: str | None = None,
     nearest: int = 10,
     progress: Progress | None = None,
 ) -> list[NeuronRow | GroupRow]:
     """Load the model, scan its vocabulary, and textualize the named neurons and/or word group."""
     config.validate()  # every cheap check runs before the model load and the vocabulary scan
+    if precision is not None:
+        check_precision(precision)
     if nearest < 1:
         raise ObjectiveError(f"--nearest must be at least 1 (got {nearest})")
     if word and selection not in SELECTIONS:
@@ -52,7 +55,7 @@ def textualize_request(
         objectives.append(group_objective(lm, scan, word, selection, k))
         groups.append((word, selection, k))
     return textualize(lm, scan, objectives, config, groups=groups, nearest=min(nearest, lm.vocab_size),
-                      autocast_dtype=autocast_dtype, callback=stage(progress, "optimizing"))
+                      precision=precision, callback=stage(progress, "optimizing"))
 
 
 def check_length(lm, length: int) -> None:
@@ -71,7 +74,7 @@ def build_request(
     steps: int | None = None,
     neurons: str | None = None,
     device: str = "cpu",
-    autocast_dtype: torch.dtype | None = None,
+    precision: str | None = None,
     progress: Progress | None = None,
     repo_id: str | None = None,
     world=None,
@@ -83,7 +86,7 @@ def build_request(
 
     sample = parse_neurons(neurons) if neurons is not None else {}
     return build(preset(preset_name, model=model, steps=steps, **sample), out, device=device,
-                 autocast_dtype=autocast_dtype, progress=progress, repo_id=repo_id, world=world)
+                 precision=precision, progress=progress, repo_id=repo_id, world=world)
 
 
 def publish_request(folder: str, repo_id: str, *, private: bool = False, revision: str | None = None,

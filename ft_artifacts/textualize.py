@@ -187,13 +187,14 @@ def textualize(
     *,
     groups: Sequence[tuple[str, str, int] | None] | None = None,
     nearest: int = 10,
-    autocast_dtype: torch.dtype | None = None,
+    precision: str | None = None,
     callback: Callable[[int, int], None] | None = None,
 ) -> list[NeuronRow | GroupRow]:
     """Optimize all objectives in one batch and describe each; `groups[j]` = (word, selection, k)
-    names row j's word group (None for a single neuron)."""
+    names row j's word group (None for a single neuron); `precision` is the steps' mode (None: the
+    device's default, see ft_artifacts.precision)."""
     groups = list(groups) if groups is not None else [None] * len(objectives)
     keyed = [(g[0], lm.token_id(g[0]), g[1], g[2]) if g else None for g in groups]
     targets = targets_for(scan, objectives, keyed)
-    result = optimize(lm, objectives, config, autocast_dtype=autocast_dtype, callback=callback)
+    result = optimize(lm, objectives, config, precision=precision, callback=callback)
     return make_rows(lm.tokens, torch.from_numpy(scan.analysis), result, targets, nearest)
