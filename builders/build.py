@@ -86,9 +86,12 @@ def build(
         peaks = _gather_peaks(lm, world)
         world.barrier()  # every chunk is written
         if world.main:
-            runtime = {"processes": world.size, "peak_memory_bytes": peaks,
-                       "wall_seconds": round(time.monotonic() - started, 1)}
-            logger.info("peak memory per process: %s", peaks)
+            def runtime() -> dict:  # read as packing ends: rank 0's peak includes packing
+                peaks[0] = _own_peak(lm)
+                logger.info("peak memory per process: %s", peaks)
+                return {"processes": world.size, "peak_memory_bytes": peaks,
+                        "wall_seconds": round(time.monotonic() - started, 1)}
+
             pack_artifact(out, tables=_tables(lm, plan, chunks), model=model_info(lm), settings=config.to_dict(),
                           settings_table=settings_table(config, lm), words=plan.words,
                           nonpositive_max=plan.nonpositive_max, tmp_dir=tmp, progress=stage(progress, "packing"),
@@ -121,13 +124,19 @@ def _exclusive(out: Path, world: World):
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _gather_peaks(lm: LoadedModel, world: World) -> list[dict]:
-    """Each process's peak memory so far: resident set size, and GPU memory on CUDA."""
+def _own_peak(lm: LoadedModel) -> dict:
+    """This process's peak memory so far: resident set size, and GPU memory on CUDA."""
     import resource
 
     peak = {"rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}  # Linux reports KiB
     if lm.device.type == "cuda":
         peak["cuda"] = int(torch.cuda.max_memory_allocated(lm.device))
+    return peak
+
+
+def _gather_peaks(lm: LoadedModel, world: World) -> list[dict]:
+    """Every process's peak memory so far, by rank."""
+    peak = _own_peak(lm)
     if world.size == 1:
         return [peak]
     import torch.distributed as dist

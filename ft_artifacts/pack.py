@@ -56,11 +56,12 @@ def pack_artifact(
     tmp_dir: Path | None = None,
     progress=None,
     repo_id: str | None = None,
-    runtime: dict | None = None,
+    runtime=None,
 ) -> Manifest:
     """Write every file of the artifact atomically (temporary files in `tmp_dir`); build_info.json
     goes last. `tables` maps each config to a `datasets.Dataset`; `repo_id`, when known, goes into
-    the card's usage snippet; `runtime` (processes, peak memory, wall time) goes into build_info.json
+    the card's usage snippet; `runtime` (processes, peak memory, wall time; or a function returning
+    them, called as packing ends) goes into build_info.json
     only, so the data, index and card files do not depend on how the build ran. Returns the manifest."""
     out = Path(out)
     steps = len(CONFIGS) + 3
@@ -102,12 +103,12 @@ def pack_artifact(
         indexes=index_entries,
         results={"single_neurons": single, "word_groups": groups},
         versions=_versions(),
-        runtime=dict(runtime or {}),
     )
     with atomic_path(out / CARD, tmp_dir=tmp_dir) as tmp:
         tmp.write_text(_card(manifest, results_md, settings_table, tables, repo_id), encoding="utf-8")
     written.append(CARD)
     manifest.files = {rel: FileEntry(sha256_file(out / rel), (out / rel).stat().st_size) for rel in sorted(written)}
+    manifest.runtime = dict((runtime() if callable(runtime) else runtime) or {})
     write_manifest(out, manifest, tmp_dir=tmp_dir)
     _report(progress, steps, steps)
     return manifest
