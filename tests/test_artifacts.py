@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import json
+from dataclasses import replace
 import platform
 from pathlib import Path
 
@@ -124,8 +125,10 @@ def test_build_info_records_versions_settings_and_seeds(tiny_artifact: Path, tin
     from ft_artifacts.optimize import row_seed
 
     info = json.loads((tiny_artifact / "build_info.json").read_text())
-    assert info["settings"] == json.loads(json.dumps(tiny_config.to_dict()))
-    assert BuildConfig.from_dict(info["settings"]) == tiny_config  # every hyperparameter, incl. all seeds
+    # Every hyperparameter, incl. all seeds, and the precision the steps ran in (the CPU default: fp32).
+    assert tiny_config.precision is None
+    assert info["settings"] == json.loads(json.dumps(dict(tiny_config.to_dict(), precision="fp32")))
+    assert BuildConfig.from_dict(info["settings"]) == replace(tiny_config, precision="fp32")
     for seed in ("neuron_seed", "word_seed"):
         assert info["settings"][seed] == getattr(tiny_config, seed)
     assert info["settings"]["optim"]["seed"] == tiny_config.optim.seed
