@@ -49,9 +49,20 @@ def dense_outputs(model, pre_ln: np.ndarray, cls_id: int, sep_id: int) -> list[t
 
 def activation(model, pre_ln: np.ndarray, neurons: list[str], cls_id: int, sep_id: int) -> np.ndarray:
     """Per row of pre_ln [n, h]: the mean activation of `neurons` (one neuron: its activation)."""
-    acts = dense_outputs(model, pre_ln, cls_id, sep_id)
-    cols = [acts[layer - 1][:, index] for layer, index in map(parse, neurons)]
-    return torch.stack(cols, dim=1).double().mean(dim=1).numpy()
+    return activations(model, pre_ln, [neurons] * len(pre_ln), cls_id, sep_id)
+
+
+def activations(model, pre_ln: np.ndarray, neurons: list[list[str]], cls_id: int, sep_id: int,
+                batch: int = 256) -> np.ndarray:
+    """Row i of pre_ln [n, h]: the mean activation of the neurons named in neurons[i]."""
+    out = []
+    for start in range(0, len(pre_ln), batch):
+        acts = torch.cat(dense_outputs(model, pre_ln[start:start + batch], cls_id, sep_id), dim=1).double()
+        hidden = acts.shape[1] // len(model.encoder.layer)
+        for i, names in enumerate(neurons[start:start + batch]):
+            cols = [(layer - 1) * hidden + index for layer, index in map(parse, names)]
+            out.append(float(acts[i, cols].mean()))
+    return np.array(out)
 
 
 @torch.no_grad()

@@ -12,14 +12,12 @@ import ft_artifacts
 from ft_artifacts.cli import main
 
 pytestmark = pytest.mark.integration
+pytest_plugins = ["demo_fixture"]  # the demo artifact, built once per session
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory):
-    out = tmp_path_factory.mktemp("demo") / "artifact"
-    result = CliRunner().invoke(main, ["build", "--preset", "demo", "--out", str(out), "--device", "cpu"])
-    assert result.exit_code == 0, (result.output, result.exception)
-    return ft_artifacts.load(out)
+def demo(demo_artifact):
+    return ft_artifacts.load(demo_artifact)
 
 
 def test_single_neurons_reproduce_table_1(demo):
@@ -49,3 +47,13 @@ def test_rows_agree_with_the_stored_summary_and_the_index(demo):
     result = CliRunner().invoke(main, ["query", str(demo.path), "--neuron", demo.neurons[0]["neuron"], "--json"])
     assert result.exit_code == 0
     assert [h["token"] for h in json.loads(result.stdout)] == [n["token"] for n in demo.neurons[0]["nearest"]]
+
+
+def test_stored_results_equal_the_rows(demo):
+    """build_info.json, the card and `info` recomputed from the demo artifact's rows (tests/rows_recompute.py)."""
+    import rows_recompute
+
+    rows_recompute.check_all(demo.path)
+    result = CliRunner().invoke(main, ["info", str(demo.path)])
+    assert result.exit_code == 0, result.output
+    rows_recompute.check_results_text(demo.path, result.stdout)
