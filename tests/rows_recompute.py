@@ -188,6 +188,11 @@ def check_results_text(root: Path, text: str) -> None:
 
     group_rows = [r for r in table_rows(text) if len(r) >= 8 and r[0] in ("absolute", "relative")]
     assert {(r[0], int(r[1])) for r in group_rows} == set(groups)
+    # the paper's own figures beside ours (bert-base-uncased; DESIGN.md): Table 1, and relative k = 250
+    assert "42.523" in by_label["mean activation, optimized input"][2]
+    for r in group_rows:
+        if (r[0], r[1]) == ("relative", "250"):
+            assert "(67%)" in r[6] and "(75%)" in r[7], r
     for r in group_rows:
         g = groups[(r[0], int(r[1]))]
         assert int(r[2]) == g["words"]
