@@ -12,6 +12,8 @@ import torch
 
 from ft_artifacts.metrics import brute_force_topk, cosine_to, cosine_topk, normalize, rank_of
 
+pytest_plugins = ["artifact_fixtures"]  # tiny_lm
+
 
 def np_unit(x: np.ndarray) -> np.ndarray:
     x = np.asarray(x, dtype=np.float64)
@@ -67,3 +69,49 @@ def test_brute_force_topk_is_cosine_ordered_with_ties_by_lower_id():
     np.testing.assert_array_equal(ids, [[0, 1, 3]])
     np.testing.assert_allclose(cos, [[1.0, 1.0, np.sqrt(0.5)]])
     assert keys[0, 0] == 1.0  # inputs are not modified in place
+
+
+# --- objectives: labels name the rows and seed their initial inputs -------------------------------------------------
+
+def test_objective_labels():
+    from ft_artifacts.naming import Neuron
+    from ft_artifacts.objectives import group, neuron
+
+    a, b = neuron(Neuron(1, 0)), neuron(Neuron(2, 3))
+    assert (a.label, b.label) == ("L1.N0", "L2.N3")
+    assert (a + b).label == "L1.N0+L2.N3"
+    assert (a * 2.0).label == "L1.N0" and (2.0 * a).terms == ((Neuron(1, 0), 2.0),)
+    assert group([Neuron(1, 0), Neuron(2, 3)], "w/relative/2").label == "w/relative/2"
+
+
+def test_rows_of_different_objectives_start_from_different_inputs(tiny_lm):
+    from ft_artifacts.naming import Neuron
+    from ft_artifacts.objectives import neuron
+    from ft_artifacts.optimize import OptimConfig, optimize, row_seed
+
+    objectives = [neuron(Neuron(1, 0)), neuron(Neuron(1, 1)), neuron(Neuron(3, 7))]
+    result = optimize(tiny_lm, objectives, OptimConfig(steps=0, seed=4))
+    assert result.labels == ["L1.N0", "L1.N1", "L3.N7"]
+    assert result.seeds == [row_seed(4, label) for label in result.labels] and len(set(result.seeds)) == 3
+    assert not torch.equal(result.pre_ln[0], result.pre_ln[1])
+
+
+# --- optimize: zero steps in both formulations ----------------------------------------------------------------------
+
+@pytest.mark.parametrize("method", ["preconditioned", "plain"])
+def test_zero_steps_return_the_initial_input_and_an_empty_trace(tiny_lm, method):
+    from ft_artifacts.hooks import activations
+    from ft_artifacts.naming import Neuron
+    from ft_artifacts.objectives import neuron
+    from ft_artifacts.optimize import OptimConfig, initial_embeds, optimize
+
+    objectives = [neuron(Neuron(1, 2)), neuron(Neuron(3, 5))]
+    config = OptimConfig(steps=0, seed=1, method=method)
+    result = optimize(tiny_lm, objectives, config)
+    assert result.trace.shape == (2, 0) and result.trace_steps == []
+    start = initial_embeds(tiny_lm, result.seeds, config)
+    torch.testing.assert_close(result.pre_ln, start, rtol=1e-5, atol=1e-5)
+    with torch.no_grad():
+        _, acts = activations(tiny_lm, start)
+    want = torch.stack([acts[0, 2], acts[1, 2 * tiny_lm.hidden_size + 5]])
+    torch.testing.assert_close(result.activation, want, rtol=1e-4, atol=1e-5)
