@@ -115,3 +115,17 @@ def test_zero_steps_return_the_initial_input_and_an_empty_trace(tiny_lm, method)
         _, acts = activations(tiny_lm, start)
     want = torch.stack([acts[0, 2], acts[1, 2 * tiny_lm.hidden_size + 5]])
     torch.testing.assert_close(result.activation, want, rtol=1e-4, atol=1e-5)
+
+
+def test_recovered_x_after_several_steps(tiny_lm):
+    """x0 + lr * (sum of the gradients) @ E^T maps to the optimized embedding (grad_sum sums every step).
+    Computed here rather than from a shared fixture, so mutation testing links this test to the optimizer."""
+    from ft_artifacts.naming import Neuron
+    from ft_artifacts.objectives import neuron
+    from ft_artifacts.optimize import OptimConfig, optimize, recover_x
+
+    result = optimize(tiny_lm, [neuron(Neuron(2, 4)), neuron(Neuron(1, 9))], OptimConfig(steps=5, lr=3.0, seed=2))
+    emb = tiny_lm.embedding_matrix.double()
+    for j in range(2):
+        x = recover_x(tiny_lm, result, j).double()
+        torch.testing.assert_close((x @ emb).float(), result.pre_ln[j], rtol=1e-3, atol=1e-3)
