@@ -28,6 +28,9 @@ from ft_artifacts.textualize import group_objective
 
 INTEGRATION_WORDS = ("crowd music water house river king money green dog church summer army bridge paper light "
                      "school doctor island train garden").split()
+# 20 more words, at k = 250 only (tests/test_integration_minilm.py's enlarged sample)
+EXTRA_WORDS = ("time people year world day man city family war game night book car team life road tree fire horse "
+               "ship").split()
 DEMO_CELLS = (("absolute", 10), ("absolute", 450), ("relative", 10), ("relative", 250))
 
 
@@ -36,6 +39,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=8)
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--extra", action="store_true", help="add EXTRA_WORDS at k = 250; skip the demo part")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     lm = load_model("minilm")
@@ -47,11 +51,13 @@ def main() -> None:
     a_max = np.array([scan.a_max[n.flat(lm.hidden_size)] for n in neurons], dtype=np.float64)
     integration = [neuron(n) for n in neurons] + [group_objective(lm, scan, w, "relative", k)
                                                   for k in (10, 250) for w in INTEGRATION_WORDS]
+    if args.extra:
+        integration += [group_objective(lm, scan, w, "relative", 250) for w in EXTRA_WORDS]
     start = time.perf_counter()
     print(f"MiniLM, {args.steps} steps, lr 100; seeds 0..{args.seeds - 1}")
     for seed in range(args.seeds):
         words = sample_words(lm.tokens, 6, 4, seed)
-        demo = [group_objective(lm, scan, w, s, k) for s, k in DEMO_CELLS for w in words]
+        demo = [] if args.extra else [group_objective(lm, scan, w, s, k) for s, k in DEMO_CELLS for w in words]
         objs = integration + demo
         result = optimize(lm, objs, OptimConfig(steps=args.steps, seed=seed, trace_every=args.steps))
         vectors = result.analysis[:, 0].float()
@@ -61,6 +67,12 @@ def main() -> None:
         n = len(neurons)
         top1_10 = int((ranks[n:n + 20] == 1).sum())
         top1_250 = int((ranks[n + 20:n + 40] == 1).sum())
+        if args.extra:
+            extra = int((ranks[n + 40:n + 60] == 1).sum())
+            print(f"seed {seed}: k=10 {top1_10}/20, k=250 {top1_250}/20 + extra words {extra}/20 = "
+                  f"{top1_250 + extra}/40; neurons beating a_max {int((result.activation[:n].double().numpy() > a_max).sum())}/{n}",
+                  flush=True)
+            continue
         demo_ranks = ranks[n + 40:].reshape(len(DEMO_CELLS), len(words))
         demo_top1 = {f"{s}{k}": int((r == 1).sum()) for (s, k), r in zip(DEMO_CELLS, demo_ranks)}
         print(f"seed {seed}: integration top-1 k=10 {top1_10}/20, k=250 {top1_250}/20; neurons beating a_max "
