@@ -64,11 +64,39 @@ def test_cosine_to_and_rank_of_equal_numpy(data):
 
 
 def test_brute_force_topk_is_cosine_ordered_with_ties_by_lower_id():
-    keys = np.array([[1.0, 0.0], [2.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
-    cos, ids = brute_force_topk(np.array([[1.0, 0.0]]), keys, 3)
-    np.testing.assert_array_equal(ids, [[0, 1, 3]])
-    np.testing.assert_allclose(cos, [[1.0, 1.0, np.sqrt(0.5)]])
-    assert keys[0, 0] == 1.0  # inputs are not modified in place
+    # queries of different norms, some below 1; keys with ties (the first 40 point the same way)
+    queries = np.array([[0.5, 0.0], [0.0, 3.0], [0.1, 0.1]], dtype=np.float32)
+    keys = np.vstack([np.tile([[0.25, 0.0]], (40, 1)), [[0.0, 0.5], [0.3, 0.3], [2.0, -1.0]]]).astype(np.float32)
+    original = (queries.copy(), keys.copy())
+    cos, ids = brute_force_topk(queries, keys, 3)
+    np.testing.assert_array_equal(ids[0], [0, 1, 2])  # a 40-way tie: lowest ids first
+    np.testing.assert_array_equal(ids[1], [40, 41, 0])
+    np.testing.assert_array_equal(ids[2], [41, 0, 1])  # [0, 0.5] ties the first 40 and comes after them
+    sims = np_unit(queries) @ np_unit(keys).T
+    np.testing.assert_allclose(cos, np.take_along_axis(sims, ids, axis=1), atol=1e-12)
+    np.testing.assert_allclose(cos[:, 0], [1.0, 1.0, 1.0], atol=1e-12)
+    np.testing.assert_array_equal(queries, original[0])  # inputs are not modified in place
+    np.testing.assert_array_equal(keys, original[1])
+
+
+def test_rank_of_with_float32_keys(data):
+    queries, keys = data
+    targets = torch.tensor([1, 2, 3, 4, 5, 6, 7])
+    got = rank_of(torch.from_numpy(queries), torch.from_numpy(keys).float(), targets).numpy()
+    sims = np_unit(queries) @ np_unit(keys.astype(np.float32)).T
+    own = sims[np.arange(len(queries)), targets.numpy()]
+    np.testing.assert_array_equal(got, 1 + (sims > own[:, None] + 1e-6).sum(axis=1))
+
+
+def test_group_weights_are_exact_in_float64(tiny_lm):
+    """A group of 3 neurons weighs each by 1/3 exactly (float64), not by float32's 0.33333334."""
+    from ft_artifacts.naming import Neuron
+    from ft_artifacts.objectives import compile_objectives, group
+
+    obj = group([Neuron(1, 0), Neuron(2, 1), Neuron(3, 2)], "g")
+    compiled = compile_objectives([obj], tiny_lm.hidden_size, "cpu")
+    weights = torch.cat([w for _, _, w in compiled.per_layer])
+    assert weights.dtype == torch.float64 and (weights == 1 / 3).all()
 
 
 # --- objectives: labels name the rows and seed their initial inputs -------------------------------------------------
