@@ -14,11 +14,9 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-pytest.register_assert_rewrite("rows_recompute")
-
-import outside  # noqa: E402
-import rows_recompute as rr  # noqa: E402
-from ft_artifacts.cli import main  # noqa: E402
+import outside
+import rows_recompute as rr
+from ft_artifacts.cli import main
 
 pytest_plugins = ["artifact_fixtures"]
 
