@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.ft-artifacts-installed
 DEMO_OUT ?= demo-artifacts
 
-.PHONY: setup demo test test-all bench bench-build gpu-wheels gpu-check-smoke clean
+.PHONY: setup demo test test-all bench bench-build gpu-wheels gpu-check-smoke mutation clean
 
 setup: $(STAMP)
 
@@ -63,6 +63,15 @@ gpu-wheels: $(STAMP)
 # benchmarks/gpu_check.sh's steps, tiny, on this machine's CPU.
 gpu-check-smoke: $(STAMP) gpu-wheels
 	bash benchmarks/gpu_check.sh --cpu-smoke
+# Mutation testing of the modules whose mistakes change results (objectives, hooks, metrics, summary, optimize),
+# with the fast tests that exercise them; settings in pyproject.toml [tool.mutmut]. CPU-heavy: one worker, one
+# thread; MUTATION_TIMEOUT (seconds) bounds the run, after which `mutmut results` lists what ran.
+MUTATION_TIMEOUT ?= 3600
+mutation: $(STAMP)
+	$(BIN)/pip install --quiet -c constraints.txt mutmut
+	rm -rf mutants
+	OMP_NUM_THREADS=1 timeout $(MUTATION_TIMEOUT) $(BIN)/mutmut run --max-children 1 || true
+	$(BIN)/mutmut results --all true | awk '{print $$NF}' | sort | uniq -c
 
 clean:
 	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache .whl

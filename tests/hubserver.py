@@ -1,8 +1,11 @@
 """Loopback fake of the Hugging Face Hub: HTTP requests from huggingface_hub/datasets in, in-memory repos out.
 
-Speaks the subset of the Hub API used to create repos/branches/tags, commit regular (base64) files and
-download them again (repo info, tree, resolve). Every file is answered "regular" at preupload,
-so no LFS or Xet transfer is ever attempted. Unknown requests are logged and answered 404 with a JSON error.
+Speaks the subset of the Hub API used to create repos/branches/tags, commit files and download them again
+(repo info, tree, resolve). By default every file is answered "regular" at preupload (base64 in the commit).
+With ``HubState.lfs_threshold`` set, files of at least that many bytes are answered "lfs", and the git-LFS
+batch, upload (single PUT) and verify endpoints are served, as huggingface_hub's LFS path uses them (clients
+must set ``HF_HUB_DISABLE_XET=1``: Xet is not served). Every request is counted in ``HubState.requests``.
+Unknown requests are logged and answered 404 with a JSON error.
 """
 
 from __future__ import annotations
@@ -48,6 +51,7 @@ class Commit:
     title: str
     files: dict[str, bytes]
     parent: "Commit | None" = None
+    lfs: frozenset = frozenset()  # paths stored as LFS objects
     date: str = field(default_factory=lambda: dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.000Z"))
 
     def history(self) -> Iterator["Commit"]:
@@ -84,22 +88,33 @@ class Repo:
                     return commit
         raise HubError(404, f"Invalid rev id: {rev}", "RevisionNotFound")
 
-    def commit(self, branch: str, title: str, ops: list[dict]) -> Commit:
+    def commit(self, branch: str, title: str, ops: list[dict], lfs_objects: dict[str, bytes] | None = None) -> Commit:
         if branch not in self.branches:
             raise HubError(404, f"Invalid rev id: {branch}", "RevisionNotFound")
         parent = self.head(branch)
         files = dict(parent.files) if parent else {}
+        lfs = set(parent.lfs) if parent else set()
         for op in ops:
-            apply_operation(files, op)
-        commit = Commit(hashlib.sha1(uuid.uuid4().bytes).hexdigest(), title, files, parent)
+            apply_operation(files, op, lfs_objects or {})
+            if op["key"] == "lfsFile":
+                lfs.add(op["value"]["path"])
+            elif op["key"] == "file":
+                lfs.discard(op["value"]["path"])
+        lfs &= set(files)
+        commit = Commit(hashlib.sha1(uuid.uuid4().bytes).hexdigest(), title, files, parent, frozenset(lfs))
         self.branches[branch].append(commit)
         return commit
 
 
-def apply_operation(files: dict[str, bytes], op: dict) -> None:
+def apply_operation(files: dict[str, bytes], op: dict, lfs_objects: dict[str, bytes]) -> None:
     key, value = op["key"], op["value"]
     if key == "file":
         files[value["path"]] = base64.b64decode(value["content"])
+    elif key == "lfsFile":
+        data = lfs_objects.get(value["oid"])
+        if data is None or len(data) != value["size"]:
+            raise HubError(400, f"LFS object {value['oid']} of {value['path']} was never uploaded")
+        files[value["path"]] = data
     elif key == "deletedFile":
         files.pop(value["path"], None)
     elif key == "deletedFolder":
@@ -107,7 +122,7 @@ def apply_operation(files: dict[str, bytes], op: dict) -> None:
         for path in [p for p in files if p.startswith(prefix)]:
             del files[path]
     else:
-        raise HubError(400, f"commit operation {key!r} is not supported by the test hub (no LFS/Xet)")
+        raise HubError(400, f"commit operation {key!r} is not supported by the test hub (no Xet)")
 
 
 def tree_entries(commit: Commit, path: str, recursive: bool) -> list[dict]:
@@ -129,7 +144,10 @@ def tree_entries(commit: Commit, path: str, recursive: bool) -> list[dict]:
 
 def file_entry(commit: Commit, path: str) -> dict:
     data = commit.files[path]
-    return {"type": "file", "oid": git_blob_oid(data), "size": len(data), "path": path}
+    entry = {"type": "file", "oid": git_blob_oid(data), "size": len(data), "path": path}
+    if path in commit.lfs:
+        entry["lfs"] = {"oid": hashlib.sha256(data).hexdigest(), "size": len(data), "pointerSize": 134}
+    return entry
 
 
 def folder_entry(commit: Commit, path: str) -> dict:
@@ -142,6 +160,9 @@ class HubState:
 
     ``auth_seen``: some request carried an Authorization header (any token is accepted; it is never stored).
     ``require_auth``: answer 401 to requests without one. ``tree_page_size``: entries per tree page.
+    ``requests``: (method, path) of every request received, in order (its length counts them).
+    ``lfs_threshold``: files of at least this size are answered "lfs" at preupload (None: all regular).
+    ``lfs_objects``: uploaded LFS objects by sha256; ``lfs_uploads``/``lfs_verified``: oids, in order.
     """
 
     def __init__(self, endpoint: str = ""):
@@ -153,6 +174,10 @@ class HubState:
         self.unknown: list[tuple[str, str]] = []
         self.tree_page_size = 1000
         self.require_auth = False
+        self.lfs_threshold: int | None = None
+        self.lfs_objects: dict[str, bytes] = {}
+        self.lfs_uploads: list[str] = []
+        self.lfs_verified: list[str] = []
 
     def repo(self, repo_type: str, repo_id: str) -> Repo:
         repo = self.repos.get(repo_id)
@@ -191,11 +216,27 @@ class HubHandler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         self._dispatch("POST")
 
+    def do_PUT(self) -> None:
+        self._dispatch("PUT")
+
+    def _read_body(self) -> bytes:
+        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
+            chunks = []
+            while True:
+                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+                if size == 0:
+                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):  # trailers
+                        pass
+                    return b"".join(chunks)
+                chunks.append(self.rfile.read(size))
+                self.rfile.readline()  # CRLF after each chunk
+        return self.rfile.read(int(self.headers.get("Content-Length") or 0))
+
     def _dispatch(self, method: str) -> None:
         state = self.server.state
         url = urlsplit(self.path)
         self.query = parse_qs(url.query)
-        self.body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.body = self._read_body()
         with state.lock:
             state.auth_seen |= bool(self.headers.get("Authorization"))
             state.requests.append((method, url.path))
@@ -249,10 +290,16 @@ def route(h: HubHandler, state: HubState, method: str, seg: list[str]) -> bool:
     if len(seg) >= 4 and seg[0] == "api" and seg[1] in TYPE_PREFIXES:
         repo = state.repo(TYPE_PREFIXES[seg[1]], f"{seg[2]}/{seg[3]}")
         return api_route(h, state, repo, method, seg[4:])
+    if method == "PUT" and len(seg) == 2 and seg[0] == "lfs-upload":
+        return lfs_put(h, state, seg[1])
+    if method == "POST" and seg == ["lfs-verify"]:
+        return lfs_verify(h, state)
     if seg and seg[0] in TYPE_PREFIXES:
         repo_type, seg = TYPE_PREFIXES[seg[0]], seg[1:]
     else:
         repo_type = "model"
+    if method == "POST" and len(seg) == 6 and seg[1].endswith(".git") and seg[2:] == ["info", "lfs", "objects", "batch"]:
+        return lfs_batch(h, state, state.repo(repo_type, f"{seg[0]}/{seg[1][:-4]}"))
     if method in ("GET", "HEAD") and len(seg) >= 5 and seg[2] == "resolve":
         return resolve_file(h, state.repo(repo_type, f"{seg[0]}/{seg[1]}"), seg[3], "/".join(seg[4:]))
     return False
@@ -266,7 +313,7 @@ def api_route(h: HubHandler, state: HubState, repo: Repo, method: str, rest: lis
         ("GET", None): lambda: h.send_json(state.repo_info(repo, None)),
         ("GET", "revision"): lambda: h.send_json(state.repo_info(repo, rev)),
         ("GET", "tree"): lambda: list_tree(h, state, repo, rev, path),
-        ("POST", "preupload"): lambda: preupload(h, repo, rev),
+        ("POST", "preupload"): lambda: preupload(h, state, repo, rev),
         ("POST", "commit"): lambda: commit(h, state, repo, rev),
         ("POST", "branch"): lambda: create_branch(h, repo, rev),
         ("POST", "tag"): lambda: create_tag(h, repo, rev),
@@ -305,12 +352,13 @@ def list_tree(h: HubHandler, state: HubState, repo: Repo, rev: str, path: str) -
     h.send_json(page, headers=headers)
 
 
-def preupload(h: HubHandler, repo: Repo, rev: str) -> None:
+def preupload(h: HubHandler, state: HubState, repo: Repo, rev: str) -> None:
     head = repo.head(rev) if rev in repo.branches else repo.resolve(rev)
     files = []
     for item in h.json_body().get("files", []):
         existing = head.files.get(item["path"]) if head else None
-        files.append({"path": item["path"], "uploadMode": "regular", "shouldIgnore": False,
+        lfs = state.lfs_threshold is not None and item["size"] >= state.lfs_threshold
+        files.append({"path": item["path"], "uploadMode": "lfs" if lfs else "regular", "shouldIgnore": False,
                       "oid": git_blob_oid(existing) if existing is not None else None})
     h.send_json({"files": files, "commitOid": head.oid if head else None})
 
@@ -324,8 +372,44 @@ def commit(h: HubHandler, state: HubState, repo: Repo, rev: str) -> None:
     head = repo.head(rev)
     if parent and (head is None or not head.oid.startswith(parent)):
         raise HubError(412, "A commit has happened since. Please refresh and try again.")
-    new = repo.commit(rev, header.get("summary", ""), [line for line in lines if line["key"] != "header"])
+    new = repo.commit(rev, header.get("summary", ""), [line for line in lines if line["key"] != "header"],
+                      state.lfs_objects)
     h.send_json({"commitUrl": f"{state.repo_url(repo)}/commit/{new.oid}", "commitOid": new.oid, "success": True})
+
+
+def lfs_batch(h: HubHandler, state: HubState, repo: Repo) -> bool:
+    """git-LFS batch API, upload operation, basic transfer: one PUT per object, then a verify POST."""
+    payload = h.json_body()
+    if payload.get("operation") != "upload" or "basic" not in payload.get("transfers", ["basic"]):
+        raise HubError(400, "the test hub serves LFS uploads with the basic transfer only")
+    objects = []
+    for obj in payload["objects"]:
+        entry = {"oid": obj["oid"], "size": obj["size"], "authenticated": True}
+        if obj["oid"] not in state.lfs_objects:
+            entry["actions"] = {"upload": {"href": f"{state.endpoint}/lfs-upload/{obj['oid']}", "header": {}},
+                                "verify": {"href": f"{state.endpoint}/lfs-verify", "header": {}}}
+        objects.append(entry)
+    h.send_json({"transfer": "basic", "objects": objects}, headers={"Content-Type": "application/vnd.git-lfs+json"})
+    return True
+
+
+def lfs_put(h: HubHandler, state: HubState, oid: str) -> bool:
+    if hashlib.sha256(h.body).hexdigest() != oid:
+        raise HubError(400, f"LFS upload for {oid}: content hash mismatch")
+    state.lfs_objects[oid] = h.body
+    state.lfs_uploads.append(oid)
+    h.send_bytes(b"", 200)
+    return True
+
+
+def lfs_verify(h: HubHandler, state: HubState) -> bool:
+    payload = h.json_body()
+    data = state.lfs_objects.get(payload.get("oid"))
+    if data is None or len(data) != payload.get("size"):
+        raise HubError(404, f"LFS object {payload.get('oid')} not found")
+    state.lfs_verified.append(payload["oid"])
+    h.send_json({"success": True})
+    return True
 
 
 def create_branch(h: HubHandler, repo: Repo, branch: str) -> None:
@@ -352,6 +436,9 @@ def resolve_file(h: HubHandler, repo: Repo, rev: str, path: str) -> bool:
     data = commit.files[path]
     headers = {"X-Repo-Commit": commit.oid, "ETag": f'"{git_blob_oid(data)}"', "Accept-Ranges": "bytes",
                "Content-Type": "application/octet-stream"}
+    if path in commit.lfs:  # the Hub names LFS files by their sha256
+        sha = hashlib.sha256(data).hexdigest()
+        headers.update({"ETag": f'"{sha}"', "X-Linked-Etag": f'"{sha}"', "X-Linked-Size": str(len(data))})
     match = re.fullmatch(r"bytes=(\d*)-(\d*)", h.headers.get("Range") or "")
     if match and data:
         first = int(match[1]) if match[1] else max(len(data) - int(match[2] or 0), 0)
@@ -371,7 +458,7 @@ class _Server(ThreadingHTTPServer):
 @contextlib.contextmanager
 def run_hub_server() -> Iterator[HubState]:
     """Serve a fresh, empty test hub on 127.0.0.1 (random port); yields its ``HubState``
-    (``.endpoint``, ``.repos``, ``.auth_seen``, ``.unknown``)."""
+    (``.endpoint``, ``.repos``, ``.auth_seen``, ``.unknown``, ``.requests``, ``.lfs_threshold``, ...)."""
     server = _Server(("127.0.0.1", 0), HubHandler)
     server.state = HubState(f"http://127.0.0.1:{server.server_address[1]}")
     thread = threading.Thread(target=server.serve_forever, name="test-hub", daemon=True)

@@ -1,0 +1,218 @@
+"""Every stored results number of an artifact, recomputed from its rows without the package.
+
+Reads the artifact folder through plain `json`, `pyarrow.parquet` and the card's text; recomputes with
+numpy. Used by tests/test_recompute.py (tiny artifact) and tests/test_demo_build.py (MiniLM demo).
+
+Rows carrying a true `diverged` column value (a column that may be added to optimized rows) are left
+out of every mean and share.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+
+# Stored figures are float32 columns averaged in float64 (build_info) or printed with 2-3 decimals (card).
+REL = 1e-5
+
+
+def read_rows(root: Path, config: str) -> list[dict]:
+    files = sorted((Path(root) / "data" / config).glob("*.parquet"))
+    assert files, f"no parquet files for {config} in {root}"
+    return [row for f in files for row in pq.read_table(str(f)).to_pylist()]
+
+
+def kept(rows: list[dict]) -> list[dict]:
+    """Rows that count in means and shares: all, except rows marked diverged."""
+    return [r for r in rows if not r.get("diverged", False)]
+
+
+def vocab_matrix(root: Path) -> tuple[np.ndarray, list[str]]:
+    rows = sorted(read_rows(root, "vocabulary"), key=lambda r: r["token_id"])
+    assert [r["token_id"] for r in rows] == list(range(len(rows)))
+    return np.asarray([r["vector"] for r in rows], dtype=np.float64), [r["token"] for r in rows]
+
+
+def unit(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float64)
+    return x / np.linalg.norm(x, axis=-1, keepdims=True)
+
+
+def expected_single(root: Path) -> dict:
+    """Table 1 from the neurons rows and the vocabulary rows."""
+    vocab, _ = vocab_matrix(root)
+    return single_from_rows(read_rows(root, "neurons"), np.linalg.norm(vocab, axis=1))
+
+
+def single_from_rows(rows: list[dict], vocab_norms: np.ndarray) -> dict:
+    good = kept(rows)
+    act = np.array([r["activation"] for r in good], dtype=np.float64)
+    return {
+        "rows_all": len(rows),
+        "rows_kept": len(good),
+        "activation": act.mean(),
+        "activation_std": act.std(),
+        "most_activating_activation": np.mean([r["most_activating_activation"] for r in good]),
+        "closest_cosine": np.mean([r["nearest"][0]["cosine"] for r in good]),
+        "norm": np.mean([r["norm"] for r in good]),
+        "word_norm": np.mean(vocab_norms),
+        "closest_differs": np.mean([r["nearest"][0]["token"] != r["most_activating_token"] for r in good]),
+    }
+
+
+def expected_groups(root: Path) -> dict[tuple[str, int], dict]:
+    """Tables 3/4 from the word_groups rows: per (selection, k)."""
+    return groups_from_rows(read_rows(root, "word_groups"))
+
+
+def groups_from_rows(rows: list[dict]) -> dict[tuple[str, int], dict]:
+    rows = kept(rows)
+    out = {}
+    for key in sorted({(r["selection"], r["k"]) for r in rows}):
+        part = [r for r in rows if (r["selection"], r["k"]) == key]
+        rank = np.array([r["target_rank"] for r in part])
+        out[key] = {
+            "words": len(part),
+            "target_cosine": np.mean([r["target_cosine"] for r in part]),
+            "activation": np.mean([r["activation"] for r in part]),
+            "target_activation": np.mean([r["target_activation"] for r in part]),
+            "top1": float(np.mean(rank == 1)),
+            "top20": float(np.mean(rank <= 20)),
+        }
+    return out
+
+
+def expected_nonpositive(root: Path) -> int:
+    return int(sum(r["a_max"] <= 0 for r in read_rows(root, "neuron_stats")))
+
+
+def check_rows_themselves(root: Path) -> None:
+    """The per-row figures the tables average: norm, nearest[0], target rank and cosine, most activating
+    token and activation, each recomputed from the row's vector, the vocabulary and neuron_stats."""
+    vocab, tokens = vocab_matrix(root)
+    keys = unit(vocab)
+    stats = {r["neuron"]: r for r in read_rows(root, "neuron_stats")}
+    for config in ("neurons", "word_groups"):
+        for row in read_rows(root, config):
+            v = np.asarray(row["vector"], dtype=np.float64)
+            assert row["norm"] == np.float32(np.linalg.norm(v)) or abs(row["norm"] - np.linalg.norm(v)) <= 1e-4 * row["norm"]
+            cos = keys @ unit(v)
+            near = row["nearest"]
+            top = np.argpartition(-cos, len(near))[:len(near) + 1]
+            order = top[np.argsort(-cos[top], kind="stable")]
+            np.testing.assert_allclose([n["cosine"] for n in near], cos[order[:len(near)]], atol=1e-5)
+            # the stored nearest token is the true nearest one (or an exact near-tie of it)
+            assert cos[tokens.index(near[0]["token"])] >= cos[order[0]] - 1e-6, (row.get("neuron") or row["group"])
+            if config == "neurons":
+                s = stats[row["neuron"]]
+                assert (row["most_activating_token"], row["most_activating_token_id"]) == (
+                    s["most_activating_token"], s["most_activating_token_id"])
+                assert row["most_activating_activation"] == s["a_max"]
+            else:
+                own = cos[row["target_token_id"]]
+                assert abs(row["target_cosine"] - own) <= 1e-5
+                # rank = 1 + tokens strictly closer; float32 storage allows near-ties within 1e-6 either way
+                assert 1 + (cos > own + 1e-6).sum() <= row["target_rank"] <= 1 + (cos > own - 1e-6).sum(), row["group"]
+
+
+def check_build_info(root: Path, info: dict | None = None) -> None:
+    """build_info.json's results and scan counts equal the recomputation."""
+    info = info or json.loads((Path(root) / "build_info.json").read_text())
+    single, want = info["results"]["single_neurons"], expected_single(root)
+    if want["rows_all"] == want["rows_kept"]:
+        assert single["rows"] == want["rows_all"]
+    else:
+        assert single["rows"] in (want["rows_all"], want["rows_kept"])
+    for key in ("activation", "activation_std", "most_activating_activation", "closest_cosine", "norm",
+                "word_norm", "closest_differs"):
+        assert single[key] == _approx(want[key]), (key, single[key], want[key])
+    groups = expected_groups(root)
+    stored = {(g["selection"], g["k"]): g for g in info["results"]["word_groups"]}
+    assert set(stored) == set(groups)
+    for key, want_g in groups.items():
+        for name, value in want_g.items():
+            assert stored[key][name] == _approx(value), (key, name, stored[key][name], value)
+    assert info["scan"]["nonpositive_max"] == expected_nonpositive(root)
+
+
+def _approx(value):
+    import pytest
+
+    return pytest.approx(value, rel=REL, abs=1e-6)
+
+
+def _numbers(text: str) -> list[float]:
+    return [float(x) for x in re.findall(r"-?\d+(?:\.\d+)?", text)]
+
+
+def table_rows(markdown: str) -> list[list[str]]:
+    """Every markdown table row as its cells (header separators dropped)."""
+    rows = []
+    for line in markdown.splitlines():
+        line = line.strip()
+        if line.startswith("|") and line.endswith("|") and not re.fullmatch(r"\|[-|: ]+\|", line):
+            rows.append([c.strip() for c in line.strip("|").split("|")])
+    return rows
+
+
+def check_results_text(root: Path, text: str) -> None:
+    """A results section (the card's, or `ft-artifacts info`'s) shows the recomputed figures at its
+    printed precision: each cell's numbers equal the recomputation rounded to the digits shown."""
+    single, groups = expected_single(root), expected_groups(root)
+
+    def shown(cell: str, *values, percent: bool = False) -> None:
+        nums = re.findall(r"-?\d+(?:\.\d+)?", cell)
+        assert len(nums) >= len(values), (cell, values)
+        for s, v in zip(nums, values):
+            v = 100 * v if percent else v
+            decimals = len(s.split(".")[1]) if "." in s else 0
+            # printed rounding, plus float32 slack for values printed at many digits
+            assert abs(float(s) - v) <= 0.5 * 10 ** -decimals + 1e-6 * abs(v), (cell, s, v)
+
+    by_label = {r[0]: r for r in table_rows(text) if len(r) >= 2}
+    labels = {
+        "mean activation, optimized input": (single["activation"], single["activation_std"]),
+        "mean activation, most activating word": (single["most_activating_activation"],),
+        "mean cosine to the closest word": (single["closest_cosine"],),
+        "mean norm, optimized input / words": (single["norm"], single["word_norm"]),
+    }
+    for label, values in labels.items():
+        assert label in by_label, (label, list(by_label))
+        shown(by_label[label][1], *values)
+    differs = next(r for lab, r in by_label.items() if lab.startswith("closest word"))
+    shown(differs[1], single["closest_differs"], percent=True)
+    assert re.search(rf"\b{single['rows_kept']} neurons|\b{single['rows_all']} neurons", text), "row count"
+
+    group_rows = [r for r in table_rows(text) if len(r) >= 8 and r[0] in ("absolute", "relative")]
+    assert {(r[0], int(r[1])) for r in group_rows} == set(groups)
+    # the paper's own figures beside ours (bert-base-uncased; DESIGN.md): Table 1, and relative k = 250
+    assert "42.523" in by_label["mean activation, optimized input"][2]
+    for r in group_rows:
+        if (r[0], r[1]) == ("relative", "250"):
+            assert "(67%)" in r[6] and "(75%)" in r[7], r
+    for r in group_rows:
+        g = groups[(r[0], int(r[1]))]
+        assert int(r[2]) == g["words"]
+        shown(r[3], g["target_cosine"])
+        shown(r[4], g["activation"])
+        shown(r[5], g["target_activation"])
+        shown(r[6], g["top1"], percent=True)
+        shown(r[7], g["top20"], percent=True)
+
+
+def check_card(root: Path) -> None:
+    card = (Path(root) / "README.md").read_text(encoding="utf-8")
+    check_results_text(root, card)
+    match = re.search(r"≤ 0 \((\d+) here\)", card)
+    assert match, "the card states the count of neurons with a_max <= 0"
+    assert int(match[1]) == expected_nonpositive(root)
+
+
+def check_all(root: Path) -> None:
+    check_rows_themselves(root)
+    check_build_info(root)
+    check_card(root)
