@@ -89,7 +89,7 @@ def pack_artifact(
     groups = group_summary(tables["word_groups"])
     try:
         evaluation, figures = _evaluate(out, tables, model.id, tmp_dir)
-        results_md = card_section(evaluation, figures)
+        results_md = markdown(single, groups) + "\n\n" + card_section(evaluation, figures)
     except ArtifactError as exc:  # e.g. every row diverged: the summary says so, no figures
         logger.warning("no evaluation for the card: %s", exc)
         figures, results_md = [], markdown(single, groups) + f"\n\nNo evaluation figures: {exc}."

@@ -71,7 +71,7 @@ def test_paper_plan_on_a_bert_base_shaped_model(planned):
     assert len(names) == 924 == len(set(names))
     assert Counter(layer for layer, _ in names) == {layer: PAPER["per_layer"] for layer in range(1, 13)}
     assert all(0 <= index < PAPER["hidden"] for _, index in names)
-    assert [s["neurons"] for s in plan.rows["neurons"]] == [[n] for n in plan.sampled]
+    assert [[str(n) for n in s.objective.neurons] for s in plan.rows["neurons"]] == [[n] for n in plan.sampled]
     # 100 words: 80 drawn whole Latin-letter words, then the 20 curated ones
     assert len(plan.words) == PAPER["words"] == len(set(plan.words))
     assert plan.words[PAPER["random"]:] == curated_words()[:PAPER["curated"]]
@@ -79,9 +79,9 @@ def test_paper_plan_on_a_bert_base_shaped_model(planned):
     # 800 group objectives: every word x selection x k once, each a group of k distinct neurons
     groups = plan.rows["word_groups"]
     assert len(groups) == 800
-    assert Counter((g["word"], g["selection"], g["k"]) for g in groups) == {
+    assert Counter((g.word, g.selection, g.k) for g in groups) == {
         (w, s, k): 1 for w in plan.words for s in PAPER["selections"] for k in PAPER["ks"]}
-    assert all(len(g["neurons"]) == len(set(g["neurons"])) == g["k"] for g in groups)
+    assert all(len(g.objective.neurons) == len(set(g.objective.neurons)) == g.k for g in groups)
     assert config.optim.lr == 100.0 and config.optim.steps == 5000
     assert len(plan.rows["neurons"]) + len(groups) == 1724  # the paper's optimizations
 
@@ -102,17 +102,17 @@ def test_paper_plan_groups_equal_an_independent_scan(planned, bert_base_folder):
 
     positive = a_max > 0
     for g in plan.rows["word_groups"][::7]:  # every 7th: all selections and ks occur
-        row = acts[g["target_token_id"]]
-        score = row if g["selection"] == "absolute" else np.where(positive, row / np.where(positive, a_max, 1), -np.inf)
-        chosen = np.array([flat(n) for n in g["neurons"]])
-        if g["selection"] == "relative":
-            assert positive[chosen].all(), g["label"]
+        row = acts[g.target_token_id]
+        score = row if g.selection == "absolute" else np.where(positive, row / np.where(positive, a_max, 1), -np.inf)
+        chosen = np.array([flat(str(n)) for n in g.objective.neurons])
+        if g.selection == "relative":
+            assert positive[chosen].all(), g.objective.label
         # the chosen neurons are the top-k (up to float32 near-ties at the boundary)
-        kth = np.sort(score)[::-1][g["k"] - 1]
-        assert score[chosen].min() >= kth - 1e-5 * abs(kth), g["label"]
+        kth = np.sort(score)[::-1][g.k - 1]
+        assert score[chosen].min() >= kth - 1e-5 * abs(kth), g.objective.label
         # the most activating token of the group and its value
         values = acts[:, chosen].mean(axis=1)
-        assert g["most_activating_activation"] == pytest.approx(values.max(), rel=1e-4, abs=1e-6)
+        assert g.most_activating_activation == pytest.approx(values.max(), rel=1e-4, abs=1e-6)
     for s in plan.rows["neurons"][::50]:
-        col = flat(s["neurons"][0])
-        assert s["most_activating_token_id"] == int(acts[:, col].argmax())
+        col = flat(str(s.objective.neurons[0]))
+        assert s.most_activating_token_id == int(acts[:, col].argmax())

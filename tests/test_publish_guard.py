@@ -121,8 +121,6 @@ def test_build_push_of_a_damaged_finished_folder_sends_nothing(case, built, tiny
     assert_refused(proc, rel, hub_server)
 
 
-@pytest.mark.xfail(strict=True, reason="verify() accepts a missing index file (rebuilt on use), so push publishes "
-                                       "an artifact whose build_info.json lists a file it does not hold")
 def test_push_of_an_artifact_missing_an_index_sends_nothing(tiny_artifact, hub_server, tmp_path):  # noqa: F811
     folder = tmp_path / "artifact"
     shutil.copytree(tiny_artifact, folder)

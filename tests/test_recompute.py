@@ -64,7 +64,7 @@ WORD, SELECTION, K = "crowd", "relative", 10
 
 @pytest.fixture(scope="module")
 def textualized(tiny_folder):
-    out = ok("textualize", "--model", tiny_folder, *NEURONS, "--word", WORD, "--selection", SELECTION, "--k", K,
+    out = ok("textualize", "--model", tiny_folder, *NEURONS, "--word", WORD, "--selection", SELECTION, "--group-size", K,
              "--steps", 40, "--json", "--device", "cpu")
     return [json.loads(line) for line in out.splitlines()]
 
@@ -82,9 +82,10 @@ def test_textualize_json_rows_recomputed(textualized, reference):
     tokens = tokenizer.convert_ids_to_tokens(list(range(len(vectors))))
     hidden = model.config.hidden_size
     keys = rr.unit(vectors)
-    assert [r["objective"] for r in textualized] == [*NEURONS, f"{WORD}/{SELECTION}/{K}"]
+    assert [r.get("neuron") or r["group"] for r in textualized] == [*NEURONS, f"{WORD}/{SELECTION}/{K}"]
     for row in textualized:
-        cols = [(layer - 1) * hidden + index for layer, index in map(outside.parse, row["neurons"])]
+        members = [row["neuron"]] if "neuron" in row else row["neurons"]
+        cols = [(layer - 1) * hidden + index for layer, index in map(outside.parse, members)]
         values = acts[:, cols].mean(axis=1)  # the objective of every vocabulary token alone
         # most activating token and its activation
         assert row["most_activating_token"] == tokens[int(values.argmax())]
@@ -100,7 +101,7 @@ def test_textualize_json_rows_recomputed(textualized, reference):
         np.testing.assert_allclose(row["vector"], analysis, rtol=1e-5, atol=1e-5)
         assert row["norm"] == pytest.approx(np.linalg.norm(analysis), rel=1e-5)
         # final activation: the named neuron (group: mean) for that input
-        got = outside.activation(model, pre_ln, row["neurons"], *ids)[0]
+        got = outside.activation(model, pre_ln, members, *ids)[0]
         assert row["activation"] == pytest.approx(got, rel=1e-4, abs=1e-5)
         # nearest tokens
         cos = keys @ rr.unit(np.asarray(row["vector"]))
@@ -109,7 +110,7 @@ def test_textualize_json_rows_recomputed(textualized, reference):
         assert cos[tokens.index(row["nearest"][0]["token"])] >= cos[order[0]] - 1e-6
         if "target_rank" in row:
             target = tokenizer.convert_tokens_to_ids(WORD)
-            assert row["target_word"] == WORD
+            assert (row["word"], row["selection"], row["k"]) == (WORD, SELECTION, K)
             own = cos[target]
             assert row["target_cosine"] == pytest.approx(own, abs=1e-5)
             assert 1 + (cos > own + 1e-6).sum() <= row["target_rank"] <= 1 + (cos > own - 1e-6).sum()
@@ -145,7 +146,8 @@ def test_summaries_of_doctored_rows_equal_the_recomputation(tiny_artifact):
     got = single_neuron_summary(datasets.Dataset.from_list(neurons), norms)
     want = rr.single_from_rows(neurons, norms)
     assert got["rows"] == want["rows_all"]
-    for key in got.keys() - {"rows"}:
+    assert got["diverged"] == 0
+    for key in got.keys() - {"rows", "diverged"}:
         assert got[key] == rr._approx(want[key]), key
     assert 0 < want["closest_differs"] < 1
 
