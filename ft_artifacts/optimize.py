@@ -1,7 +1,10 @@
 """Objectives in, optimized inputs out: batched activation maximization, one batch row per objective.
 
 Every step runs one forward and one backward over all rows at once. Rows never interact (each has
-its own input and objective), so a row's result does not depend on what it is batched with.
+its own input and objective): in exact arithmetic a row's result does not depend on what it is batched
+with. In float32 the batched kernels round differently, so a row optimized in another batch drifts a
+little (measured in the README, benchmarks/batching.py); the same rows in the same order give the same
+bits, which is what resume and torchrun rely on.
 
 Two exact formulations of the paper's plain SGD ascent on x in R^V (x ~ N(0, std^2), lr 100):
 - "plain":          x <- x + lr * dA/dx, with e = x @ E computed each step ([b, V] x [V, h]).
