@@ -69,14 +69,16 @@ def test_demo_artifact_rows_activate_the_named_neuron(demo_artifact, reference):
 def test_fresh_textualization_activates_the_named_neuron(minilm, minilm_scan, reference):
     """Rows optimized here (no artifact): 6 neurons, one per layer, and two groups."""
     from ft_artifacts.optimize import OptimConfig
+    from ft_artifacts.rows import to_record
     from ft_artifacts.textualize import group_objective, neuron_objectives, textualize
 
     rng = np.random.default_rng(7)
     names = [f"L{layer}.N{int(rng.integers(minilm.hidden_size))}" for layer in range(1, minilm.num_layers + 1)]
-    objectives = neuron_objectives(minilm, names) + [
-        group_objective(minilm, minilm_scan, "music", "relative", 250),
-        group_objective(minilm, minilm_scan, "water", "absolute", 100),
-    ]
-    rows = textualize(minilm, minilm_scan, objectives, OptimConfig(steps=200, seed=3))
+    groups = [("music", "relative", 250), ("water", "absolute", 100)]
+    objectives = neuron_objectives(minilm, names) + [group_objective(minilm, minilm_scan, *g) for g in groups]
+    rows = [to_record(r) for r in textualize(minilm, minilm_scan, objectives, OptimConfig(steps=200, seed=3),
+                                             groups=[None] * len(names) + groups)]
+    for r in rows:
+        r.setdefault("neurons", [r.get("neuron")])
     table = check_rows(rows, reference, [r["most_activating_activation"] for r in rows])
     assert sum(m > f for _, m, _, f in table) >= len(table) - 1, table
