@@ -221,7 +221,7 @@ class Artifact:
         else:
             if not isinstance(value, str):
                 raise ArtifactError(f"word= takes one vocabulary token (got {value!r})")
-            key, config, why = value, "vocabulary", "is not a single token of this model's vocabulary"
+            key, config, why = value, "vocabulary", "not a single token of this model's vocabulary"
         row = self._rows[config].get(key)
         if row is None:
             raise ArtifactError(f"{key!r}: {why}")
