@@ -78,10 +78,10 @@ def build(
     with _exclusive(out, world):
         tmp = _claim(out, config, lm) if world.main else work / "tmp"
         world.barrier()
-        if world.main:
-            make_plan(lm, config, work, callback=stage(progress, "vocabulary scan"), tmp_dir=tmp)
+        plan = make_plan(lm, config, work, callback=stage(progress, "vocabulary scan"), tmp_dir=tmp) if world.main else None
         world.barrier()
-        plan = make_plan(lm, config, work, tmp_dir=tmp)  # rank 0's saved plan, read back by every rank
+        if plan is None:
+            plan = make_plan(lm, config, work, tmp_dir=tmp)  # rank 0's saved plan, read back
         chunks = _optimize(lm, plan, config, work, progress, world)
         peaks = _gather_peaks(lm, world)
         world.barrier()  # every chunk is written

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 from typing import Sequence
 
-import torch
 
 from .errors import ObjectiveError
 from .model import load_model

@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 import torch
 
-from ft_artifacts import precision
 from ft_artifacts.errors import ObjectiveError
 from ft_artifacts.hooks import activations
 from ft_artifacts.naming import Neuron
