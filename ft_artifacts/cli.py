@@ -244,6 +244,8 @@ def publish_options(func):
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Artifact folder to write (resumes if unfinished).")
 @click.option("--model", default=None, help="Override the preset's model (Hub id, local folder, or minilm).")
 @click.option("--steps", type=click.IntRange(min=0), default=None, help="Override the preset's optimization steps.")
+@click.option("--chunk-rows", type=click.IntRange(min=1), default=None,
+              help="Override the preset's rows per batch: the unit of resume and of torchrun's work sharing.")
 @click.option("--neurons", default=None,
               help="Override the neuron sample: all (every neuron, an atlas), a percentage of each layer (25%), "
                    "or a count per layer (77).")
@@ -253,7 +255,7 @@ def publish_options(func):
 @click.option("--push", is_flag=True, help="Publish the finished artifact (needs --repo-id).")
 @publish_options
 @_fail_cleanly
-def build(preset_name, out, model, steps, neurons, device, precision, push, repo_id, private, revision, dry_run):
+def build(preset_name, out, model, steps, chunk_rows, neurons, device, precision, push, repo_id, private, revision, dry_run):
     """Build the artifact folder of a preset: neurons, word_groups, vocabulary and neuron_stats
     datasets, FAISS indexes, dataset card and build_info.json. A killed build resumes where it stopped.
     Under torchrun, the processes share the work by chunks and rank 0 packs the same artifact."""
@@ -266,7 +268,8 @@ def build(preset_name, out, model, steps, neurons, device, precision, push, repo
     _quiet_transformers()
     bars = _Bars(enabled=world.main)
     try:
-        path = build_request(preset_name, out, model=model, steps=steps, neurons=neurons, device=device,
+        path = build_request(preset_name, out, model=model, steps=steps, chunk_rows=chunk_rows, neurons=neurons,
+                             device=device,
                              precision=_precision(precision), progress=bars,
                              repo_id=repo_id if push else None, world=world)
     finally:

@@ -71,6 +71,7 @@ def build_request(
     *,
     model: str | None = None,
     steps: int | None = None,
+    chunk_rows: int | None = None,
     neurons: str | None = None,
     device: str = "cpu",
     precision: str | None = None,
@@ -84,7 +85,7 @@ def build_request(
     from .builders.presets import parse_neurons, preset
 
     sample = parse_neurons(neurons) if neurons is not None else {}
-    return build(preset(preset_name, model=model, steps=steps, **sample), out, device=device,
+    return build(preset(preset_name, model=model, steps=steps, chunk_rows=chunk_rows, **sample), out, device=device,
                  precision=precision, progress=progress, repo_id=repo_id, world=world)
 
 
