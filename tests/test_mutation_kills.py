@@ -183,3 +183,75 @@ def test_float32_steps_are_float32_unless_autocast_is_asked(tiny_lm, method):
     start = optimize(tiny_lm, objectives, OptimConfig(steps=0, seed=0, method=method)).activation
     traced = optimize(tiny_lm, objectives, OptimConfig(steps=1, seed=0, trace_every=1, method=method)).trace[:, 0]
     torch.testing.assert_close(traced, start, rtol=1e-5, atol=1e-6)
+
+
+def _rows(root, config: str) -> list[dict]:
+    import pyarrow.parquet as pq
+
+    return pq.read_table(root / f"data/{config}/train-00000-of-00001.parquet").to_pylist()
+
+
+def test_summaries_leave_diverged_rows_out_of_means_and_count_them_as_misses(tiny_artifact):
+    """Real rows, some marked diverged as the optimizer marks them (non-finite values, no nearest tokens, no rank)."""
+    import datasets
+
+    from ft_artifacts.summary import group_summary, single_neuron_summary
+
+    neurons, groups = _rows(tiny_artifact, "neurons"), _rows(tiny_artifact, "word_groups")
+    for i in (0, 3, 4):
+        neurons[i].update(diverged=True, activation=float("nan"), norm=float("inf"), nearest=[])
+    hits = [i for i, g in enumerate(groups) if g["target_rank"] == 1] or [0]
+    for i in {hits[0], 1, len(groups) - 1}:
+        groups[i].update(diverged=True, activation=float("nan"), target_rank=None, target_cosine=None, nearest=[])
+    norms = np.linalg.norm(np.random.default_rng(0).normal(size=(9, 4)), axis=1)
+
+    got = single_neuron_summary(datasets.Dataset.from_list(neurons), norms)
+    kept = [r for r in neurons if not r["diverged"]]
+    act = np.array([r["activation"] for r in kept], dtype=np.float64)
+    want = {
+        "rows": len(neurons), "diverged": 3,
+        "activation": act.mean(), "activation_std": act.std(),
+        "most_activating_activation": np.mean([r["most_activating_activation"] for r in kept]),
+        "closest_cosine": np.mean([r["nearest"][0]["cosine"] for r in kept]),
+        "norm": np.mean([r["norm"] for r in kept]), "word_norm": norms.mean(),
+        "closest_differs": np.mean([r["nearest"][0]["token"] != r["most_activating_token"] for r in kept]),
+    }
+    assert got.keys() == want.keys()
+    for key, value in want.items():
+        assert got[key] == pytest.approx(value, rel=1e-6), key
+
+    summary = {(g["selection"], g["k"]): g for g in group_summary(datasets.Dataset.from_list(groups))}
+    keys = sorted({(g["selection"], g["k"]) for g in groups})
+    assert sorted(summary) == keys
+    for key in keys:
+        rows = [g for g in groups if (g["selection"], g["k"]) == key]
+        ok = [g for g in rows if not g["diverged"]]
+        mean = (lambda values: pytest.approx(float(np.mean(values)), rel=1e-6) if values else None)
+        assert summary[key] == {
+            "selection": key[0], "k": key[1], "words": len(rows), "diverged": len(rows) - len(ok),
+            "target_cosine": mean([g["target_cosine"] for g in ok]),
+            "activation": mean([g["activation"] for g in ok]),
+            "target_activation": mean([g["target_activation"] for g in rows]),
+            "top1": pytest.approx(sum(g["target_rank"] == 1 for g in ok) / len(rows)),  # a diverged row is a miss
+            "top20": pytest.approx(sum(1 <= g["target_rank"] <= 20 for g in ok) / len(rows)),
+        }, key
+    assert sum(g["diverged"] for g in summary.values()) == 3
+
+
+def test_summaries_of_only_diverged_rows_report_no_means(tiny_artifact):
+    import datasets
+
+    from ft_artifacts.summary import _f, group_summary, markdown, single_neuron_summary
+
+    neurons = [dict(r, diverged=True, activation=float("nan"), nearest=[]) for r in _rows(tiny_artifact, "neurons")]
+    groups = [dict(r, diverged=True, target_rank=None, target_cosine=None, nearest=[])
+              for r in _rows(tiny_artifact, "word_groups")]
+    single = single_neuron_summary(datasets.Dataset.from_list(neurons), np.ones(3))
+    assert single["diverged"] == single["rows"] == len(neurons)
+    assert [single[k] for k in ("activation", "activation_std", "closest_cosine", "norm", "closest_differs")] == [None] * 5
+    for g in group_summary(datasets.Dataset.from_list(groups)):
+        assert (g["diverged"], g["top1"], g["top20"], g["activation"], g["target_cosine"]) == (g["words"], 0, 0, None, None)
+    assert group_summary(datasets.Dataset.from_list(groups).select([])) == []
+    text = markdown(single, group_summary(datasets.Dataset.from_list(groups)))
+    assert f"{len(neurons)} neurons ({len(neurons)} diverged, left out)" in text and "| – (σ = –) |" in text
+    assert (_f(None, ".3f"), _f(0.12345, ".3f"), _f(0.5, ".1%")) == ("–", "0.123", "50.0%")
