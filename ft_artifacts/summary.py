@@ -17,7 +17,7 @@ PAPER = {
 
 def _finite(table) -> np.ndarray:
     """[rows] bool: the rows whose optimization did not diverge."""
-    return ~np.asarray(table["diverged"], dtype=bool) if len(table) else np.zeros(0, dtype=bool)
+    return ~np.asarray(table["diverged"], dtype=bool)
 
 
 def single_neuron_summary(neurons, vocab_norms: np.ndarray) -> dict:
