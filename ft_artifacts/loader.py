@@ -63,6 +63,7 @@ class Artifact:
         self.path = Path(path)
         self.manifest: Manifest = read_manifest(self.path)
         self._subsets: dict[str, Any] = {}
+        self._matrices: dict[str, np.ndarray] = {}  # config -> its vectors [rows, h], read on first use
 
     def __repr__(self) -> str:
         rows = ", ".join(f"{n}={c.rows}" for n, c in self.manifest.configs.items())
@@ -105,12 +106,17 @@ class Artifact:
     vocabulary = property(lambda self: self.subset("vocabulary"))
     neuron_stats = property(lambda self: self.subset("neuron_stats"))
 
-    def _column(self, name: str, column: str) -> list:
-        """One column of a config, read with pyarrow alone (fast: no datasets import)."""
+    def _read_column(self, name: str, column: str):
+        """One column of a config as a pyarrow array, read with pyarrow alone (no datasets import),
+        with exactly the rows the manifest lists."""
+        import pyarrow as pa
         import pyarrow.parquet as pq
 
         try:
-            values = [v for f in self._files(name) for v in pq.read_table(f, columns=[column]).column(0).to_pylist()]
+            values = pa.chunked_array([pq.read_table(f, columns=[column]).column(0) for f in self._files(name)])
+            values = values.combine_chunks()
+        except ArtifactError:
+            raise
         except Exception as exc:  # noqa: BLE001 - pyarrow raises several types for a damaged file
             raise ArtifactError(f"cannot read column {column!r} of config {name!r} ({exc}); re-download or rebuild "
                                 "the artifact") from exc
@@ -119,15 +125,19 @@ class Artifact:
                                 "manifest lists; re-download or rebuild the artifact")
         return values
 
-    def _vectors(self, name: str, rows: list[int] | None = None) -> np.ndarray:
-        import pyarrow.parquet as pq
+    def _column(self, name: str, column: str) -> list:
+        return self._read_column(name, column).to_pylist()
 
-        h = self.manifest.model.hidden_size
-        tables = [pq.read_table(f, columns=["vector"]) for f in self._files(name)]
-        flat = np.concatenate([t.column(0).combine_chunks().flatten().to_numpy() for t in tables]).astype(np.float32)
-        if flat.size != self.manifest.configs[name].rows * h:
-            raise ArtifactError(f"config {name!r} vectors do not have the manifest's shape; re-download or rebuild")
-        vectors = flat.reshape(-1, h)
+    def _vectors(self, name: str, rows: list[int] | None = None) -> np.ndarray:
+        """A config's analysis-space vectors [n, h] (read once per config), or the given rows of them."""
+        if name not in self._matrices:
+            h = self.manifest.model.hidden_size
+            flat = self._read_column(name, "vector").flatten().to_numpy().astype(np.float32)
+            if flat.size != self.manifest.configs[name].rows * h:
+                raise ArtifactError(f"config {name!r} vectors do not have the manifest's shape; re-download or rebuild "
+                                    "the artifact")
+            self._matrices[name] = flat.reshape(-1, h)
+        vectors = self._matrices[name]
         return vectors if rows is None else vectors[rows]
 
     # --- indexes ---------------------------------------------------------------------------------
@@ -138,7 +148,7 @@ class Artifact:
     @cached_property
     def optimized_index(self):
         def vectors():
-            stacked = np.concatenate([self._vectors(c) for c in OPTIMIZED_CONFIGS])
+            stacked = np.concatenate([self._vectors(c) for c in OPTIMIZED_CONFIGS])  # a copy: the cache stays as read
             stacked[self._diverged] = 0.0  # no direction: never near anything
             return stacked
 
