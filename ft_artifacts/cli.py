@@ -288,7 +288,8 @@ def build(preset_name, out, model, steps, chunk_rows, neurons, device, precision
 @_fail_cleanly
 def push(folder, repo_id, private, revision, dry_run):
     """Publish exactly the files an artifact's build_info.json lists (verified first, no symbolic
-    links) to a Hub dataset repo in one commit, tagged with its build id. The token comes from
+    links) to a Hub dataset repo in one commit, tagged with its build id; files already on the branch
+    that it does not list are deleted in that commit. The token comes from
     huggingface_hub (HF_TOKEN or `hf auth login`) and is never printed."""
     if not repo_id:
         raise FTError("push needs --repo-id ORG/NAME")
@@ -305,6 +306,10 @@ def _publish(folder, repo_id, private, revision, dry_run):
             click.echo(f"  {f['path']}  {f['size']} bytes  sha256 {f['sha256']}")
     else:
         click.echo(f"published {repo_id}@{result['revision']}: {result['commit_url']}")
+        if result["removed"]:
+            count = len(result["removed"])
+            click.echo(f"removed {count} file{'s' * (count != 1)} that build_info.json does not list: "
+                       + ", ".join(result["removed"]))
 
 
 @main.command()

@@ -47,6 +47,8 @@ def _hub_error_message(err: Exception, repo_id: str, revision: str | None) -> st
                 "or run `hf auth login` / set HF_TOKEN")
     if status == 401:
         return f"not authenticated for dataset repo {repo_id}: run `hf auth login` or set HF_TOKEN"
+    if status == 412:
+        return f"{where} changed while publishing (another push?); nothing was committed: run the push again"
     if status == 403:
         return f"access to {repo_id} is forbidden for your token: use a token with access (write access to publish)"
     if isinstance(err, hf_errors.HFValidationError):
@@ -82,13 +84,30 @@ def _create_tag(api, repo_id: str, tag: str, commit_oid: str) -> None:
                        commit_oid[:12])
 
 
+KEPT = frozenset({".gitattributes"})  # the Hub's own file in every repo: kept, never listed in a manifest
+
+
+def _branch_files(api, repo_id: str, branch: str) -> tuple[str | None, list[str]]:
+    """The branch's head commit and the files it holds; (None, []) for a branch with no commit yet."""
+    from huggingface_hub.errors import RevisionNotFoundError
+
+    try:
+        info = api.dataset_info(repo_id, revision=branch)
+    except RevisionNotFoundError:
+        return None, []
+    return info.sha, sorted(s.rfilename for s in info.siblings or [])
+
+
 def _commit_folder(api, root: Path, repo_id: str, plan: list[dict], revision: str, message: str):
-    """Upload every planned file in a single commit (create_commit never splits, unlike xet's upload_folder).
+    """Upload every planned file in a single commit (create_commit never splits, unlike xet's upload_folder),
+    and delete in the same commit every file on the branch that the plan does not list (an older build's
+    data, indexes or figures), so the branch then holds exactly this artifact. The commit names the head it
+    was planned against, so a push racing another one fails instead of mixing two artifacts.
     Each file is read into memory once and checked against its planned sha256, so what is uploaded is
-    exactly what was verified, even if the file changes on disk meanwhile."""
+    exactly what was verified, even if the file changes on disk meanwhile. Returns (commit info, removed paths)."""
     import hashlib
 
-    from huggingface_hub import CommitOperationAdd
+    from huggingface_hub import CommitOperationAdd, CommitOperationDelete
 
     operations = []
     for item in plan:
@@ -96,7 +115,13 @@ def _commit_folder(api, root: Path, repo_id: str, plan: list[dict], revision: st
         if hashlib.sha256(data).hexdigest() != item["sha256"]:
             raise ArtifactError(f"{item['path']} changed while publishing; nothing was committed, try again")
         operations.append(CommitOperationAdd(path_in_repo=item["path"], path_or_fileobj=data))
-    return api.create_commit(repo_id, operations, commit_message=message, repo_type="dataset", revision=revision)
+    head, present = _branch_files(api, repo_id, revision)
+    listed = {item["path"] for item in plan}
+    removed = [path for path in present if path not in listed and path not in KEPT]
+    operations += [CommitOperationDelete(path_in_repo=path) for path in removed]
+    info = api.create_commit(repo_id, operations, commit_message=message, repo_type="dataset", revision=revision,
+                             parent_commit=head)
+    return info, removed
 
 
 def push_folder(folder: str | Path, repo_id: str, *, private: bool = False, revision: str | None = None,
@@ -105,7 +130,10 @@ def push_folder(folder: str | Path, repo_id: str, *, private: bool = False, revi
     """Publish ``folder`` to dataset repo ``repo_id`` in ONE commit, optionally on a branch and tagged.
 
     Uploads exactly what ``plan_upload`` lists, verified first; nothing reaches the Hub before that check.
-    Returns ``{"repo_id", "revision", "commit_oid", "commit_url", "files"}`` where ``files`` is ``plan_upload``.
+    Files already on the branch that the plan does not list are deleted in the same commit (``.gitattributes``
+    stays), so the branch holds exactly this artifact; earlier commits keep them.
+    Returns ``{"repo_id", "revision", "commit_oid", "commit_url", "files", "removed"}`` where ``files`` is
+    ``plan_upload`` and ``removed`` the deleted paths.
     If nothing changed since the branch head, no commit is made and the head commit is returned.
     Raises ``PublishError`` with a one-line fix for auth, permission, not-found and connection problems.
     """
@@ -117,7 +145,7 @@ def push_folder(folder: str | Path, repo_id: str, *, private: bool = False, revi
         repo_id = api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True).repo_id
         if branch != "main":
             api.create_branch(repo_id, branch=branch, repo_type="dataset", exist_ok=True)
-        info = _commit_folder(api, root, repo_id, plan, branch, commit_message or f"Publish {root.name}")
+        info, removed = _commit_folder(api, root, repo_id, plan, branch, commit_message or f"Publish {root.name}")
         if tag:
             _create_tag(api, repo_id, tag, info.oid)
     except Exception as err:  # noqa: BLE001 - translated below or re-raised untouched
@@ -125,9 +153,10 @@ def push_folder(folder: str | Path, repo_id: str, *, private: bool = False, revi
         if message is None:
             raise
         raise PublishError(message) from err
-    logger.info("published %d files to %s@%s (commit %s)", len(plan), repo_id, branch, info.oid[:12])
+    logger.info("published %d files to %s@%s (commit %s), removed %d unlisted", len(plan), repo_id, branch,
+                info.oid[:12], len(removed))
     return {"repo_id": repo_id, "revision": branch, "commit_oid": info.oid, "commit_url": info.commit_url,
-            "files": plan}
+            "files": plan, "removed": removed}
 
 
 def download_artifact(repo_id: str, revision: str | None = None, cache_dir: str | Path | None = None,

@@ -163,6 +163,8 @@ class HubState:
     ``requests``: (method, path) of every request received, in order (its length counts them).
     ``lfs_threshold``: files of at least this size are answered "lfs" at preupload (None: all regular).
     ``lfs_objects``: uploaded LFS objects by sha256; ``lfs_uploads``/``lfs_verified``: oids, in order.
+    ``before_commit``: called with the repo and branch as a commit request arrives, before its parent is
+    checked (a test makes a concurrent commit there).
     """
 
     def __init__(self, endpoint: str = ""):
@@ -178,6 +180,7 @@ class HubState:
         self.lfs_objects: dict[str, bytes] = {}
         self.lfs_uploads: list[str] = []
         self.lfs_verified: list[str] = []
+        self.before_commit = None
 
     def repo(self, repo_type: str, repo_id: str) -> Repo:
         repo = self.repos.get(repo_id)
@@ -369,6 +372,8 @@ def commit(h: HubHandler, state: HubState, repo: Repo, rev: str) -> None:
     lines = [json.loads(line) for line in h.body.decode().splitlines() if line.strip()]
     header = next((line["value"] for line in lines if line["key"] == "header"), {})
     parent = header.get("parentCommit")
+    if state.before_commit is not None:
+        state.before_commit(repo, rev)
     head = repo.head(rev)
     if parent and (head is None or not head.oid.startswith(parent)):
         raise HubError(412, "A commit has happened since. Please refresh and try again.")

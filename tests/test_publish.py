@@ -6,6 +6,7 @@ at import time; the hub runs in this process so the tests can inspect what it st
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import logging
@@ -172,6 +173,54 @@ def test_push_again_with_existing_tag_warns_instead_of_failing(client: HubClient
     assert second["commit_oid"] != first["commit_oid"]
     assert repo.tags["v1"].oid == first["commit_oid"]
     assert "tag 'v1' already exists" in client.outputs[-1]
+
+
+def older_build_files(repo: hubserver.Repo, paths: list[str]) -> None:
+    """Files on main that an earlier push (an older build, or a person) left there."""
+    ops = [{"key": "file", "value": {"path": p, "content": base64.b64encode(f"old {p}".encode()).decode()}}
+           for p in paths]
+    repo.commit("main", "older build", ops)
+
+
+def test_push_leaves_the_branch_holding_exactly_the_artifact(client: HubClient, artifact: Path) -> None:
+    client.push(artifact)
+    repo = client.hub.repos[REPO_ID]
+    stale = ["data/neurons/train-00000-of-00002.parquet", "figures/old.png", "index/old.faiss", "notes.txt"]
+    older_build_files(repo, [".gitattributes", *stale])
+    before = repo.head("main")
+    rewrite_manifest(artifact, "second build")
+    result = client.push(artifact)
+
+    head = repo.head("main")
+    assert result["removed"] == sorted(stale)
+    assert sorted(head.files) == sorted([f["path"] for f in result["files"]] + [".gitattributes"])
+    assert head.parent is before and all(path in before.files for path in stale)  # history keeps them
+    assert {p: sha256(head.files[p]) for p in head.files if p != ".gitattributes"} == {
+        f["path"]: f["sha256"] for f in result["files"]}
+    assert client.push(artifact)["removed"] == []  # nothing left to remove
+    older_build_files(repo, ["notes.txt"])
+    printed = client.cli("push", str(artifact), "--repo-id", REPO_ID).stdout
+    assert "removed 1 file that build_info.json does not list: notes.txt" in printed
+    assert "notes.txt" not in repo.head("main").files
+
+
+def test_a_push_racing_another_commit_fails_and_mixes_nothing(client: HubClient, artifact: Path) -> None:
+    client.push(artifact)
+    repo = client.hub.repos[REPO_ID]
+    rewrite_manifest(artifact, "second build")
+
+    def concurrent(target: hubserver.Repo, branch: str) -> None:
+        client.hub.before_commit = None
+        older_build_files(target, ["data/other.parquet"])
+
+    client.hub.before_commit = concurrent
+    out = client.call("push_folder", str(artifact), REPO_ID)
+    assert out["error"] == "PublishError" and "changed while publishing" in out["message"], out
+    assert "run the push again" in out["message"] and "\n" not in out["message"]
+    head = repo.head("main")
+    assert head.title == "older build" and head.files["build_info.json"] != (artifact / "build_info.json").read_bytes()
+    retried = client.push(artifact)
+    assert retried["removed"] == ["data/other.parquet"]
 
 
 def test_datasets_load_dataset_reads_exactly_the_built_rows(client: HubClient, artifact: Path) -> None:
