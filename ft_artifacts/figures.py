@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .files import atomic_path
 from .manifest import FIGURES  # noqa: F401 - name -> path relative to the output folder (re-exported)
 from .report_paper import PAPER, PAPER_MODEL
 
@@ -137,17 +138,18 @@ _DRAW = {"activation_by_layer": _activation_by_layer, "closest_cosine_by_layer":
          "pca": _pca, "group_top_k": _group_top_k}
 
 
-def write_figures(report: dict, data, out_dir, progress=None) -> list[str]:
-    """Draw every figure of `FIGURES` into `out_dir`; returns their paths relative to `out_dir`.
-    `data` is the `report.ReportData` the report was computed from (per-neuron points, PCA coordinates);
-    `progress` is a (done, total) callback."""
+def write_figures(report: dict, data, out_dir, progress=None, tmp_dir=None) -> list[str]:
+    """Draw every figure of `FIGURES` into `out_dir`, each file moved into place whole (temporary files
+    in `tmp_dir`, or beside it); returns their paths relative to `out_dir`. `data` is the
+    `report.ReportData` the report was computed from (per-neuron points, PCA coordinates); `progress`
+    is a (done, total) callback."""
     out, written = Path(out_dir), []
     if progress:
         progress(0, len(FIGURES))
-    (out / "figures").mkdir(parents=True, exist_ok=True)
     for i, (name, rel) in enumerate(FIGURES.items()):
         fig = _DRAW[name](report, data)
-        fig.savefig(out / rel, dpi=_DPI, metadata={"Software": None})
+        with atomic_path(out / rel, tmp_dir=tmp_dir) as tmp:
+            fig.savefig(tmp, format="png", dpi=_DPI, metadata={"Software": None})
         written.append(rel)
         logger.info("wrote %s", rel)
         if progress:

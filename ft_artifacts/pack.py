@@ -89,8 +89,8 @@ def pack_artifact(
     groups = group_summary(tables["word_groups"])
     try:
         evaluation, figures = _evaluate(out, tables, model.id, tmp_dir)
-        results_md = markdown(single, groups) + "\n\n" + card_section(evaluation, figures)
-    except ArtifactError as exc:  # e.g. every row diverged: the summary says so, no figures
+        results_md = card_section(evaluation, figures)
+    except ArtifactError as exc:  # e.g. every row diverged: the build's summary says so, no figures
         logger.warning("no evaluation for the card: %s", exc)
         figures, results_md = [], markdown(single, groups) + f"\n\nNo evaluation figures: {exc}."
     written += figures
@@ -117,32 +117,13 @@ def pack_artifact(
 def _evaluate(out: Path, tables: dict, model_id: str, tmp_dir: Path | None) -> tuple[dict, list[str]]:
     """The paper's evaluation of these rows (ft_artifacts.report) and its figures, written into the
     artifact (each moved into place whole). Returns (report, figure paths relative to `out`)."""
-    import os
-    import tempfile
-
     from .figures import write_figures
     from .report import ReportData, summarize
 
     steps = int(tables["neurons"][0]["steps"]) if len(tables["neurons"]) else 0
     data = ReportData.from_tables(tables["neurons"], tables["word_groups"], tables["vocabulary"])
     report = summarize(data, model_id, steps)
-    if tmp_dir is not None:
-        Path(tmp_dir).mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=tmp_dir or out, prefix=".figures-") as stage:
-        figures = write_figures(report, data, stage)
-        for rel in figures:
-            (out / rel).parent.mkdir(parents=True, exist_ok=True)
-            os.chmod(Path(stage) / rel, 0o666 & ~_umask())
-            os.replace(Path(stage) / rel, out / rel)
-    return report, figures
-
-
-def _umask() -> int:
-    import os
-
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+    return report, write_figures(report, data, out, tmp_dir=tmp_dir)
 
 
 def _report(progress, done, total):

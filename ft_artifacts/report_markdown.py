@@ -144,12 +144,15 @@ def markdown(report: dict, figure_paths: list[str]) -> str:
 
 
 def card_section(report: dict, figure_paths: list[str]) -> str:
-    """The dataset card's results section: summary tables beside the paper's, and the figures by relative path."""
-    lines = ["### Evaluation (`ft-artifacts report`)", "", *_header(report), "#### Single neurons (paper Table 1)", "",
-             *_table1(report), "#### By layer (paper Figures 2-4)", "", *_layer_fits(report)]
+    """The dataset card's results section (under its "## Results"): the summary tables beside the paper's,
+    and the figures by relative path. Tables 2 and 5 and the per-layer means stay in report.md."""
+    lines = [*_header(report), "### Single neurons (paper Table 1)", "", *_table1(report),
+             "### By layer (paper Figures 2-4)", "", *_layer_fits(report)]
     lines += _image(figure_paths, "activation_by_layer", "activation by layer")
     lines += _image(figure_paths, "closest_cosine_by_layer", "closest-token cosine by layer")
     lines += _image(figure_paths, "pca", "PCA of optimized inputs and vocabulary vectors")
-    lines += ["#### Neuron groups (paper Tables 3 and 4)", "", *_groups_table(report)]
+    lines += ["### Neuron groups (paper Tables 3 and 4)", "", *_groups_table(report)]
     lines += _image(figure_paths, "group_top_k", "top-1 and top-20 shares against k")
+    lines += ["`ft-artifacts report` on this artifact writes the whole evaluation: these tables, per-layer means, "
+              "the closest tokens of single neurons and of groups (paper Tables 2 and 5), report.json and the figures."]
     return "\n".join(lines)

@@ -204,13 +204,63 @@ def check_results_text(root: Path, text: str) -> None:
         shown(r[7], g["top20"], percent=True)
 
 
+def _sample_sd(values) -> float:
+    values = np.asarray(values, dtype=np.float64)
+    return float(values.std(ddof=1)) if len(values) > 1 else float("nan")
+
+
+def _shown(cell: str, *values) -> None:
+    """The cell's leading numbers equal `values` rounded to the digits printed."""
+    nums = re.findall(r"-?\d+(?:\.\d+)?", cell)
+    assert len(nums) >= len(values), (cell, values)
+    for s, v in zip(nums, values):
+        decimals = len(s.split(".")[1]) if "." in s else 0
+        assert abs(float(s) - v) <= 0.5 * 10 ** -decimals + 1e-6 * abs(v), (cell, s, v)
+
+
+def check_evaluation_text(root: Path, text: str) -> None:
+    """The card's results section (the report's tables): every printed figure of Table 1 and Tables 3/4,
+    means with sample sd, recomputed from the rows; the paper's own figures beside them."""
+    vocab, _ = vocab_matrix(root)
+    good = kept(read_rows(root, "neurons"))
+    by_label = {r[0]: r for r in table_rows(text) if len(r) >= 3}
+    columns = {
+        "activation of the optimized input": [r["activation"] for r in good],
+        "activation of the most activating token": [r["most_activating_activation"] for r in good],
+        "cosine of the optimized input to its closest token": [r["nearest"][0]["cosine"] for r in good],
+    }
+    for label, values in columns.items():
+        assert label in by_label, (label, list(by_label))
+        _shown(by_label[label][1], np.mean(values), _sample_sd(values))
+    _shown(by_label["mean norm, optimized inputs"][1], np.mean([r["norm"] for r in good]))
+    _shown(by_label["mean norm, vocabulary vectors"][1], np.linalg.norm(vocab, axis=1).mean())
+    _shown(by_label["share whose closest token is the most activating token"][1],
+           np.mean([r["nearest"][0]["token"] == r["most_activating_token"] for r in good]))
+    assert "42.523" in by_label["activation of the optimized input"][2]  # the paper's Table 1 (DESIGN.md)
+    assert re.search(rf"\b{len(good)} neurons", text), "row count"
+
+    rows = kept(read_rows(root, "word_groups"))
+    group_rows = [r for r in table_rows(text) if len(r) == 13 and r[0] in ("absolute", "relative")]
+    assert sorted((r[0], int(r[1])) for r in group_rows) == sorted({(g["selection"], g["k"]) for g in rows})
+    for r in group_rows:
+        part = [g for g in rows if (g["selection"], g["k"]) == (r[0], int(r[1]))]
+        rank = np.array([g["target_rank"] for g in part])
+        assert int(r[2]) == len(part)
+        for cell, key in ((r[3], "target_cosine"), (r[5], "activation"), (r[7], "target_activation")):
+            values = [g[key] for g in part]
+            _shown(cell, np.mean(values), *([_sample_sd(values)] if len(part) > 1 else []))
+        _shown(r[9], np.mean(rank == 1))
+        _shown(r[11], np.mean(rank <= 20))
+        if (r[0], r[1]) == ("relative", "250"):  # the paper's Tables 3 and 4 beside ours
+            assert (r[4], r[10], r[12]) == ("0.207 (0.09)", "0.67", "0.75"), r
+
+
 def check_card(root: Path) -> None:
+    """The card shows one results section, the report's, and its numbers are the rows' own."""
     card = (Path(root) / "README.md").read_text(encoding="utf-8")
-    # The build's summary tables; the evaluation section after them renders report.json, whose numbers
-    # tests/test_report.py recomputes from the parquet files.
-    summary, evaluation = card.split("### Evaluation", 1)
-    assert evaluation.strip()
-    check_results_text(root, summary)
+    results = card.split("## Results", 1)[1].split("## Usage", 1)[0]
+    assert results.count("| single neurons |") == 1 and results.count("| selection | k |") == 1
+    check_evaluation_text(root, results)
     match = re.search(r"≤ 0 \((\d+) here\)", card)
     assert match, "the card states the count of neurons with a_max <= 0"
     assert int(match[1]) == expected_nonpositive(root)
