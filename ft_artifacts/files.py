@@ -93,8 +93,10 @@ class VerifiedFiles:
         return ok
 
     def save(self) -> None:
+        """Write the cache back, forgetting files that no longer exist (deleted artifacts, old snapshots)."""
         if not self._dirty:
             return
+        self._entries = {path: entry for path, entry in self._load().items() if os.path.exists(path)}
         try:
             with atomic_path(self.path) as tmp:
                 tmp.write_text(json.dumps(self._entries), encoding="utf-8")

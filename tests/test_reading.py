@@ -92,3 +92,22 @@ def test_an_unwritable_cache_only_costs_hashing(tiny_artifact: Path, tmp_path: P
     ft_artifacts.load(tiny_artifact)
     ft_artifacts.load(tiny_artifact)
     assert len(hashes) == 2 * len(ft_artifacts.load(tiny_artifact, verify=False).manifest.files)
+
+
+def test_the_cache_forgets_deleted_artifacts(tiny_artifact: Path, tmp_path: Path, monkeypatch) -> None:
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("FT_ARTIFACTS_CACHE", str(cache))
+    gone, kept = (Path(shutil.copytree(tiny_artifact, tmp_path / name)) for name in ("gone", "kept"))
+    ft_artifacts.load(gone)
+    ft_artifacts.load(kept)
+
+    def cached() -> set[str]:
+        return {Path(p).relative_to(tmp_path).parts[0] for p in json.loads((cache / "verified.json").read_text())}
+
+    assert cached() == {"gone", "kept"}
+    shutil.rmtree(gone)
+    card = kept / "README.md"  # a changed byte, same size: the next check hashes it and saves the cache
+    card.write_bytes(card.read_bytes().replace(b"#", b"%", 1))
+    with pytest.raises(ChecksumError):
+        ft_artifacts.load(kept)
+    assert cached() == {"kept"}
