@@ -32,6 +32,10 @@ class _NeuronName:
     layer: int = _col("int32")  # 1..L
     index: int = _col("int32")  # 0..H-1
 
+    @property
+    def label(self) -> str:
+        return self.neuron
+
 
 @dataclass
 class _Optimized:
@@ -58,10 +62,6 @@ class _Optimized:
 class NeuronRow(_Optimized, _NeuronName):  # columns: the name's, then the optimized ones
     """One single neuron and its optimized input (config `neurons`)."""
 
-    @property
-    def label(self) -> str:
-        return self.neuron
-
 
 @dataclass
 class _Group:
@@ -75,14 +75,14 @@ class _Group:
     target_cosine: float | None = _col("float32")
     target_activation: float = _col("float32")  # the group's activation for the target word alone
 
+    @property
+    def label(self) -> str:
+        return self.group
+
 
 @dataclass
 class GroupRow(_Optimized, _Group):  # columns: the group's, then the optimized ones
     """One (word, selection, k) neuron group and its optimized input (config `word_groups`)."""
-
-    @property
-    def label(self) -> str:
-        return self.group
 
 
 @dataclass
