@@ -5,8 +5,9 @@ the statistics of Figures 2-5) as a JSON-ready dict, report.json, report.md and 
     write_report(art_or_path, "report/")     # report.json, report.md, figures/*.png
 
 Every number comes from the artifact's own rows; nothing loads the model. Rows that diverged (a true
-`diverged` column, or a non-finite optimized vector or activation) are left out of every statistic and
-counted in `report["artifact"]["diverged"]`. sd is the sample standard deviation (n - 1); shares are
+`diverged` column, or a non-finite optimized vector or activation) are left out of every mean, sd and fit,
+and counted in `report["artifact"]["diverged"]`; in Tables 3 and 4 a diverged group still counts as one of
+the words, and as a miss in the top-1/top-20 shares. sd is the sample standard deviation (n - 1); shares are
 fractions in [0, 1]. Paper figures (bert-base-uncased) sit beside each table, labelled as such.
 """
 
@@ -15,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+from collections import Counter
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -82,6 +84,7 @@ class ReportData:
     groups: dict
     vocab_vectors: np.ndarray  # [V, h]
     vocab_tokens: list
+    group_words: dict   # {(selection, k): rows}, diverged rows included: a diverged group is a miss
 
     @classmethod
     def from_tables(cls, neurons, word_groups, vocabulary) -> "ReportData":
@@ -110,7 +113,10 @@ class ReportData:
         n["closest_cosine"] = np.asarray([row[0]["cosine"] if row else np.nan for row in n["nearest"]], dtype=np.float64)
         n["most_activating"] = n["most_activating_activation"]
         rows = {name: t.num_rows for name, t in tables.items()}
-        return cls(rows, diverged, n, kept["word_groups"], vocab, tables["vocabulary"].column("token").to_pylist())
+        configs = zip(_column(tables["word_groups"], "selection"), _column(tables["word_groups"], "k"))
+        group_words = Counter((str(selection), int(k)) for selection, k in configs)
+        return cls(rows, diverged, n, kept["word_groups"], vocab, tables["vocabulary"].column("token").to_pylist(),
+                   dict(group_words))
 
     @cached_property
     def pca(self) -> dict:
@@ -188,19 +194,20 @@ def _table2(n: dict) -> list[dict]:
     return out
 
 
-def _groups(g: dict) -> list[dict]:
-    """Tables 3 and 4, one entry per (selection, k)."""
+def _groups(g: dict, words: dict) -> list[dict]:
+    """Tables 3 and 4, one entry per (selection, k) of `words` ({(selection, k): rows, diverged ones
+    included}). Means are over the rows that did not diverge; shares are over all words, so a diverged
+    row counts as a miss."""
     out = []
-    for selection in sorted(set(g["selection"])):
-        for k in sorted({int(k) for s, k in zip(g["selection"], g["k"]) if s == selection}):
-            m = (g["selection"] == selection) & (g["k"] == k)
-            entry = {"selection": str(selection), "k": k, "words": int(m.sum())}
-            for key, column in (("cosine_target", "target_cosine"), ("activation", "activation"),
-                                ("target_activation", "target_activation")):
-                entry[f"{key}_mean"], entry[f"{key}_sd"] = mean_sd(g[column][m])
-            rank = g["target_rank"][m]
-            entry.update(top1_share=float((rank == 1).mean()), top20_share=float((rank <= 20).mean()))
-            out.append(entry)
+    for (selection, k), total in sorted(words.items()):
+        m = (g["selection"] == selection) & (g["k"] == k)
+        entry = {"selection": selection, "k": k, "words": int(total), "diverged": int(total - m.sum())}
+        for key, column in (("cosine_target", "target_cosine"), ("activation", "activation"),
+                            ("target_activation", "target_activation")):
+            entry[f"{key}_mean"], entry[f"{key}_sd"] = mean_sd(g[column][m]) if m.any() else (None, None)
+        rank = g["target_rank"][m]
+        entry.update(top1_share=float((rank == 1).sum() / total), top20_share=float((rank <= 20).sum() / total))
+        out.append(entry)
     return out
 
 
@@ -237,7 +244,7 @@ def summarize(data: ReportData, model: str, steps: int) -> dict:
         "table2": _table2(n),
         "pca": {"explained_variance_ratio": pca["explained_variance_ratio"], "centroids": centroids,
                 "points": {kind: len(c) for kind, c in pca["coords"].items()}},
-        "groups": _groups(g),
+        "groups": _groups(g, data.group_words),
         "table5": _table5(g),
         "paper": {"model": PAPER_MODEL, **PAPER},
     })

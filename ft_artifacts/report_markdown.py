@@ -82,7 +82,8 @@ def _groups_table(report: dict) -> list[str]:
             cells += [_f(g[key], 2), _paper(p.get(key))]
         lines.append("| " + " | ".join(cells) + " |")
     return lines + ["", f"The `paper` columns are {PAPER_LABEL} (Tables 3 and 4; means with sd in parentheses). "
-                    "top-1: share of words whose target is the closest token; top-20: among the 20 closest.", ""]
+                    "top-1: share of words whose target is the closest token; top-20: among the 20 closest; "
+                    "a group whose optimization diverged counts as a miss.", ""]
 
 
 def _beside(headers: list[str], ours: list[list[str]], paper: list[list[str]], source: str) -> list[str]:

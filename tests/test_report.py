@@ -221,7 +221,18 @@ def test_diverged_rows_are_left_out_and_counted(tiny_artifact):
     keep[[0, 5, 7]] = False
     assert close(report["table1"]["activation_mean"], act[keep].mean(), 1e-6)
     assert report["by_layer"]["activation"]["df"] == keep.sum() - 2
-    assert sum(g["words"] for g in report["groups"]) == groups.num_rows - 1
+    # the diverged group is still one of its configuration's words, and a miss in both shares
+    assert sum(g["words"] for g in report["groups"]) == groups.num_rows
+    sel, ks = groups.column("selection").to_pylist(), groups.column("k").to_pylist()
+    rank = np.array([r if r is not None else 0 for r in groups.column("target_rank").to_pylist()])
+    for g in report["groups"]:
+        m = (np.array(sel) == g["selection"]) & (np.array(ks) == g["k"])
+        assert (g["words"], g["diverged"]) == (m.sum(), (m & gflag).sum())
+        hits = m & ~gflag
+        assert close(g["top1_share"], (rank[hits] == 1).sum() / m.sum())
+        assert close(g["top20_share"], ((rank[hits] >= 1) & (rank[hits] <= 20)).sum() / m.sum())
+    flagged_config = next(g for g in report["groups"] if g["diverged"])
+    assert (flagged_config["selection"], flagged_config["k"]) == (sel[-1], ks[-1])
 
 
 def test_datasets_and_pyarrow_tables_give_the_same_report(tiny_artifact, tiny_loaded):
