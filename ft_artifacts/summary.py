@@ -33,7 +33,7 @@ def single_neuron_summary(neurons, vocab_norms: np.ndarray) -> dict:
         "rows": len(neurons),
         "diverged": int((~ok).sum()),
         "activation": mean(act),
-        "activation_std": float(np.std(act)) if len(act) else None,
+        "activation_std": float(np.std(act, ddof=1)) if len(act) > 1 else None,  # sample sd, as the report's
         "most_activating_activation": mean([r["most_activating_activation"] for r in rows]),
         "closest_cosine": mean([r["nearest"][0]["cosine"] for r in rows]),
         "norm": mean([r["norm"] for r in rows]),
@@ -83,7 +83,7 @@ def markdown(single: dict, groups: list[dict]) -> str:
         "",
         "| metric | this artifact | paper |",
         "|---|---|---|",
-        f"| mean activation, optimized input | {_f(single['activation'], '.3f')} (σ = {_f(single['activation_std'], '.2f')}) "
+        f"| mean activation, optimized input | {_f(single['activation'], '.3f')} (sd {_f(single['activation_std'], '.2f')}) "
         f"| {p['activation']} |",
         f"| mean activation, most activating word | {_f(single['most_activating_activation'], '.3f')} "
         f"| {p['most_activating_activation']} |",

@@ -55,7 +55,7 @@ def single_from_rows(rows: list[dict], vocab_norms: np.ndarray) -> dict:
         "rows_all": len(rows),
         "rows_kept": len(good),
         "activation": act.mean(),
-        "activation_std": act.std(),
+        "activation_std": act.std(ddof=1) if len(act) > 1 else None,
         "most_activating_activation": np.mean([r["most_activating_activation"] for r in good]),
         "closest_cosine": np.mean([r["nearest"][0]["cosine"] for r in good]),
         "norm": np.mean([r["norm"] for r in good]),

@@ -210,7 +210,7 @@ def test_summaries_leave_diverged_rows_out_of_means_and_count_them_as_misses(tin
     act = np.array([r["activation"] for r in kept], dtype=np.float64)
     want = {
         "rows": len(neurons), "diverged": 3,
-        "activation": act.mean(), "activation_std": act.std(),
+        "activation": act.mean(), "activation_std": act.std(ddof=1),
         "most_activating_activation": np.mean([r["most_activating_activation"] for r in kept]),
         "closest_cosine": np.mean([r["nearest"][0]["cosine"] for r in kept]),
         "norm": np.mean([r["norm"] for r in kept]), "word_norm": norms.mean(),
@@ -253,5 +253,5 @@ def test_summaries_of_only_diverged_rows_report_no_means(tiny_artifact):
         assert (g["diverged"], g["top1"], g["top20"], g["activation"], g["target_cosine"]) == (g["words"], 0, 0, None, None)
     assert group_summary(datasets.Dataset.from_list(groups).select([])) == []
     text = markdown(single, group_summary(datasets.Dataset.from_list(groups)))
-    assert f"{len(neurons)} neurons ({len(neurons)} diverged, left out)" in text and "| – (σ = –) |" in text
+    assert f"{len(neurons)} neurons ({len(neurons)} diverged, left out)" in text and "| – (sd –) |" in text
     assert (_f(None, ".3f"), _f(0.12345, ".3f"), _f(0.5, ".1%")) == ("–", "0.123", "50.0%")
