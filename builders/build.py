@@ -90,7 +90,7 @@ def build(
                 peaks[0] = _own_peak(lm)
                 logger.info("peak memory per process: %s", peaks)
                 return {"processes": world.size, "peak_memory_bytes": peaks,
-                        "wall_seconds": round(time.monotonic() - started, 1)}
+                        "wall_seconds": round(time.monotonic() - started, 1), **_chunk_seconds(chunks)}
 
             pack_artifact(out, tables=_tables(lm, plan, chunks), model=model_info(lm), settings=config.to_dict(),
                           settings_table=settings_table(config, lm), words=plan.words,
@@ -288,13 +288,35 @@ def _chunk_ok(path: Path, name: str, rows: int) -> bool:
 
 
 def _write_chunk(lm, plan: Plan, config: BuildConfig, name: str, targets, path: Path, callback, tmp_dir: Path):
+    """Optimize one chunk and write its rows; then its timing beside it (`<chunk>.json`), so a build
+    resumed over several sittings still knows what its optimization cost."""
     import datasets
+    import json
 
+    started = time.monotonic()
     result = optimize(lm, [t.objective for t in targets], config.optim, precision=config.precision, callback=callback)
     rows = make_rows(lm.tokens, torch.from_numpy(plan.analysis), result, targets, config.nearest)
     table = datasets.Dataset.from_list([to_record(r) for r in rows], features=features(name))
     with atomic_path(path, tmp_dir=tmp_dir) as tmp:
         table.to_parquet(str(tmp))
+    with atomic_path(path.with_suffix(".json"), tmp_dir=tmp_dir) as tmp:
+        tmp.write_text(json.dumps({"seconds": round(time.monotonic() - started, 3), "rows": len(targets),
+                                   "device": str(lm.device)}))
+
+
+def _chunk_seconds(chunks: dict[str, list[Path]]) -> dict:
+    """The optimization's cost over every sitting and process: the sum of the chunks' own timings, and
+    how many chunks had one (a chunk written by a build killed before its timing was saved has none)."""
+    import json
+
+    timings = []
+    for path in (p for files in chunks.values() for p in files):
+        try:
+            timings.append(float(json.loads(path.with_suffix(".json").read_text())["seconds"]))
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    return {"optimize_seconds": round(sum(timings), 1), "chunks": sum(map(len, chunks.values())),
+            "chunks_timed": len(timings)}
 
 
 def _tables(lm: LoadedModel, plan: Plan, chunks: dict[str, list[Path]]) -> dict:

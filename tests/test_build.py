@@ -13,6 +13,7 @@ import sys
 import threading
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 
 pytest.register_assert_rewrite("artifact_fixtures")
@@ -118,6 +119,12 @@ def test_killed_build_resumes_to_a_byte_identical_artifact(tiny_artifact: Path, 
     build(tiny_config, out, keep_work=True)
     assert resumed(caplog.text) == set(second)
     assert chunk_stats(out) == second
+    # the optimization's cost is the chunks' own timings, written in two sittings
+    timings = [json.loads(p.with_suffix(".json").read_text()) for p in (out / ".partial/chunks").glob("*.parquet")]
+    runtime = json.loads((out / "build_info.json").read_text())["runtime"]
+    assert (runtime["chunks"], runtime["chunks_timed"]) == (6, 6) and all(t["seconds"] > 0 for t in timings)
+    assert runtime["optimize_seconds"] == round(sum(t["seconds"] for t in timings), 1) > 0
+    assert sum(t["rows"] for t in timings) == sum(len(pq.read_table(p)) for p in (out / ".partial/chunks").glob("*.parquet"))
     want = file_hashes(tiny_artifact)
     assert sum(p.startswith(("data/", "index/")) for p in want) == len(CONFIGS) + len(INDEXES)
     assert_same_artifact(out, tiny_artifact)  # data, indexes, card and build_info.json

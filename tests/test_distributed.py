@@ -64,6 +64,7 @@ def test_torchrun_builds_the_same_artifact(single: Path, tiny_bert, tmp_path: Pa
     runtime = json.loads((tmp_path / "art/build_info.json").read_text())["runtime"]
     assert runtime["processes"] == 2 and len(runtime["peak_memory_bytes"]) == 2
     assert all(p["rss"] > 10 << 20 for p in runtime["peak_memory_bytes"])
+    assert runtime["chunks_timed"] == runtime["chunks"] > 1 and runtime["optimize_seconds"] > 0  # both ranks' chunks
 
 
 def test_a_killed_rank_resumes_to_the_same_artifact(single: Path, tiny_bert, tmp_path: Path) -> None:
