@@ -90,7 +90,8 @@ def build(
                 peaks[0] = _own_peak(lm)
                 logger.info("peak memory per process: %s", peaks)
                 return {"processes": world.size, "peak_memory_bytes": peaks,
-                        "wall_seconds": round(time.monotonic() - started, 1), **_chunk_seconds(chunks)}
+                        "wall_seconds": round(time.monotonic() - started, 1), **_chunk_seconds(chunks),
+                        "machine": _machine(lm)}
 
             pack_artifact(out, tables=_tables(lm, plan, chunks), model=model_info(lm), settings=config.to_dict(),
                           settings_table=settings_table(config, lm), words=plan.words,
@@ -132,6 +133,24 @@ def _own_peak(lm: LoadedModel) -> dict:
     if lm.device.type == "cuda":
         peak["cuda"] = int(torch.cuda.max_memory_allocated(lm.device))
     return peak
+
+
+def _machine(lm: LoadedModel) -> dict:
+    """Where rank 0 ran: OS, CPU model and count, torch's threads, the device (and GPU name)."""
+    import os
+    import platform
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            cpu = next((line.split(":", 1)[1].strip() for line in handle if line.startswith("model name")), cpu)
+    except OSError:
+        pass
+    machine = {"platform": platform.platform(), "cpu": cpu, "cpus": os.cpu_count(),
+               "torch_threads": torch.get_num_threads(), "device": str(lm.device)}
+    if lm.device.type == "cuda":
+        machine["gpu"] = torch.cuda.get_device_name(lm.device)
+    return machine
 
 
 def _gather_peaks(lm: LoadedModel, world: World) -> list[dict]:

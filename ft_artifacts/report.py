@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import ArtifactError
+from .files import atomic_path
 from .progress import stage
 from .report_markdown import card_section, markdown
 from .report_paper import PAPER, PAPER_MODEL
@@ -277,6 +278,13 @@ def artifact_model_info(artifact) -> tuple[str, int]:
         raise ArtifactError(f"the artifact's manifest names no model id or optimization steps ({exc!r})") from exc
 
 
+def build_record(manifest) -> dict:
+    """How an artifact was built, from its manifest: the build settings, the package versions, and the
+    run (processes, wall time, optimization time over all sittings, peak memory, machine) as recorded."""
+    return _finite({"settings": dict(manifest.settings), "versions": dict(manifest.versions),
+                    "runtime": dict(manifest.runtime)})
+
+
 def _ticker(progress, name: str, total: int):
     """A function that advances one stage's (done, total) by one; it reports (0, total) at once, so a bar's
     clock starts with its stage."""
@@ -317,10 +325,13 @@ def write_report(artifact, out_dir, progress=None, revision: str | None = None) 
     data.pca  # noqa: B018 (the slow part: an SVD over every vocabulary and optimized vector)
     tick()
     report = summarize(data, model, steps)
+    report["build"] = build_record(artifact.manifest)
     tick()
     out.mkdir(parents=True, exist_ok=True)
     figures = write_figures(report, data, out, progress=stage(progress, "report: figures"))
-    (out / REPORT_JSON).write_text(json.dumps(report, indent=2, allow_nan=False) + "\n", encoding="utf-8")
-    (out / REPORT_MD).write_text(markdown(report, figures), encoding="utf-8")
+    for name, text in ((REPORT_JSON, json.dumps(report, indent=2, allow_nan=False) + "\n"),
+                       (REPORT_MD, markdown(report, figures))):
+        with atomic_path(out / name) as tmp:
+            tmp.write_text(text, encoding="utf-8")
     logger.info("wrote %s, %s and %d of %d figures to %s", REPORT_JSON, REPORT_MD, len(figures), len(FIGURES), out)
     return {"report": report, "files": [REPORT_JSON, REPORT_MD, *figures]}

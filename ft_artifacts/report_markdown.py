@@ -106,6 +106,44 @@ def _header(report: dict) -> list[str]:
             "sd is the sample standard deviation; shares are fractions.", ""]
 
 
+def _flat(value, prefix: str = "") -> list[tuple[str, str]]:
+    """A nested dict as (dotted key, text) pairs; lists of scalars joined by commas."""
+    if isinstance(value, dict):
+        return [pair for key, v in value.items() for pair in _flat(v, f"{prefix}{key}.")]
+    if isinstance(value, list) and not any(isinstance(v, (dict, list)) for v in value):
+        value = ", ".join(map(str, value))
+    return [(prefix.rstrip("."), _cell(value))]
+
+
+def _duration(seconds) -> str:
+    return "–" if seconds is None else f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min ({seconds:.0f} s)"
+
+
+def _build_section(build: dict) -> list[str]:
+    """How the artifact was built, as its build_info.json records it."""
+    run = dict(build.get("runtime") or {})
+    lines = ["## How this artifact was built", "", "As recorded in the artifact's build_info.json.", ""]
+    if run:
+        peaks = run.pop("peak_memory_bytes", None) or []
+        facts = [("processes", run.pop("processes", "–")),
+                 ("wall time of the build's last sitting", _duration(run.pop("wall_seconds", None)))]
+        if "optimize_seconds" in run:
+            facts.append(("optimization time, every chunk's own, summed over sittings and processes",
+                          f"{_duration(run.pop('optimize_seconds'))}, {run.pop('chunks_timed', '–')} of "
+                          f"{run.pop('chunks', '–')} chunks timed"))
+        facts += [(f"peak memory, process {rank}", ", ".join(f"{kind} {value / 2**30:.2f} GiB" for kind, value in peak.items()))
+                  for rank, peak in enumerate(peaks)]
+        facts += _flat(run)
+        lines += ["| run | |", "|---|---|", *(f"| {key} | {value} |" for key, value in facts), ""]
+    else:
+        lines += ["The artifact records no run (processes, times, memory).", ""]
+    lines += ["| setting | value |", "|---|---|", *(f"| {k} | {v} |" for k, v in _flat(build.get("settings") or {})), ""]
+    versions = build.get("versions") or {}
+    if versions:
+        lines += ["Versions: " + ", ".join(f"{name} {_cell(v or '–')}" for name, v in sorted(versions.items())) + ".", ""]
+    return lines
+
+
 def markdown(report: dict, figure_paths: list[str]) -> str:
     """report.md: every table beside the paper's figures, and the figures (paths as given, relative to report.md)."""
     lines = [f"# Feature textualization report: {report['artifact']['model']}", "", *_header(report),
@@ -141,6 +179,8 @@ def markdown(report: dict, figure_paths: list[str]) -> str:
                        [[f"{_cell(e['word'])} [{e['target_rank']}, {_f(e['target_cosine'])}]", _tokens(e["nearest"])]
                         for e in t5["examples"]],
                        [[e["word"], _tokens(e["nearest"])] for e in PAPER["table5"]["examples"]], "Table 5")]
+    if "build" in report:
+        lines += _build_section(report["build"])
     return "\n".join(lines)
 
 

@@ -124,6 +124,7 @@ def test_killed_build_resumes_to_a_byte_identical_artifact(tiny_artifact: Path, 
     runtime = json.loads((out / "build_info.json").read_text())["runtime"]
     assert (runtime["chunks"], runtime["chunks_timed"]) == (6, 6) and all(t["seconds"] > 0 for t in timings)
     assert runtime["optimize_seconds"] == round(sum(t["seconds"] for t in timings), 1) > 0
+    assert runtime["machine"]["device"] == "cpu" and runtime["machine"]["cpus"] == os.cpu_count()
     assert sum(t["rows"] for t in timings) == sum(len(pq.read_table(p)) for p in (out / ".partial/chunks").glob("*.parquet"))
     want = file_hashes(tiny_artifact)
     assert sum(p.startswith(("data/", "index/")) for p in want) == len(CONFIGS) + len(INDEXES)

@@ -203,6 +203,22 @@ def test_report_json_is_recomputed_from_the_parquet_files(tiny_artifact, written
         assert np.allclose(np.abs(report["pca"]["centroids"][kind]), np.abs(p.mean(0)), atol=1e-5)
 
 
+def test_report_says_how_the_artifact_was_built(tiny_artifact, written):
+    out, _, _ = written
+    info = json.loads((tiny_artifact / "build_info.json").read_text())
+    report = json.loads((out / "report.json").read_text())
+    assert report["build"] == {"settings": info["settings"], "versions": info["versions"], "runtime": info["runtime"]}
+    section = (out / "report.md").read_text().split("## How this artifact was built", 1)[1]
+    run = info["runtime"]
+    assert f"| optim.steps | {info['settings']['optim']['steps']} |" in section
+    assert f"| ks | {', '.join(map(str, info['settings']['ks']))} |" in section
+    assert f"| processes | {run['processes']} |" in section
+    assert f"{run['chunks_timed']} of {run['chunks']} chunks timed" in section and run["chunks_timed"] > 0
+    assert f"| machine.cpus | {run['machine']['cpus']} |" in section
+    assert f"rss {run['peak_memory_bytes'][0]['rss'] / 2**30:.2f} GiB" in section
+    assert all(f"{name} {version}" in section for name, version in info["versions"].items())
+
+
 def test_diverged_rows_are_left_out_and_counted(tiny_artifact):
     neurons, groups, vocab = (parquet(tiny_artifact, c) for c in ("neurons", "word_groups", "vocabulary"))
     flagged = np.zeros(neurons.num_rows, dtype=bool)
