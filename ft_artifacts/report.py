@@ -36,12 +36,13 @@ logger = logging.getLogger(__name__)
 REPORT_JSON, REPORT_MD = "report.json", "report.md"
 TABLE2_NEURONS, TABLE2_TOKENS = 3, 3  # Table 2: 3 neurons each of the first and the last layer, 3 tokens each
 TABLE5_K, TABLE5_EACH, TABLE5_TOKENS = 250, 3, 4  # Table 5: k = 250, closest/farthest 3 groups, 4 tokens
+TRACE_EXAMPLES = 5  # the rows whose activation fell most from their traced peak
 BY_LAYER = ("activation", "most_activating", "closest_cosine")  # Figures 2/3 (two) and 4
 _COLUMNS = {
     "neurons": ("neuron", "layer", "index", "vector", "activation", "most_activating_token",
-                "most_activating_activation", "nearest"),
+                "most_activating_activation", "nearest", "activation_trace"),
     "word_groups": ("word", "selection", "k", "vector", "activation", "target_rank", "target_cosine",
-                    "target_activation", "nearest"),
+                    "target_activation", "nearest", "activation_trace"),
     "vocabulary": ("token", "vector"),
 }
 
@@ -105,8 +106,10 @@ class ReportData:
             if not keep.any():
                 raise ArtifactError(f"all {len(keep)} rows of {name} diverged: nothing to report")
             index = np.flatnonzero(keep)
-            columns = {c: _column(table, c)[index] for c in _COLUMNS[name] if c not in ("vector", "nearest")}
+            columns = {c: _column(table, c)[index] for c in _COLUMNS[name]
+                       if c not in ("vector", "nearest", "activation_trace")}
             columns["nearest"] = [table.column("nearest")[int(i)].as_py() for i in index]
+            columns["activation_trace"] = [table.column("activation_trace")[int(i)].as_py() or [] for i in index]
             columns["vector"] = vectors[index]
             kept[name] = columns
         n = kept["neurons"]
@@ -226,6 +229,18 @@ def _table5(g: dict) -> dict:
          "nearest": _nearest(g["nearest"][i], TABLE5_TOKENS)} for i in chosen]}
 
 
+def _traces(labels, finals, traces) -> dict:
+    """How the ascents ended, from each row's activation trace (the objective every `trace_every` steps):
+    rows whose final activation is below half of the highest the trace recorded (the ascent collapsed
+    late), and rows that never rose above 0. The rows hold the final step's input either way."""
+    peaks = np.array([max([*trace, final]) for trace, final in zip(traces, finals)], dtype=np.float64)
+    finals = np.asarray(finals, dtype=np.float64)
+    collapsed = np.flatnonzero((peaks > 0) & (finals < 0.5 * peaks))
+    worst = sorted(collapsed, key=lambda i: (-(peaks[i] - finals[i]), str(labels[i])))[:TRACE_EXAMPLES]
+    return {"rows": len(finals), "ended_below_half_peak": len(collapsed), "never_above_zero": int((peaks <= 0).sum()),
+            "examples": [{"row": str(labels[i]), "peak": float(peaks[i]), "final": float(finals[i])} for i in worst]}
+
+
 def summarize(data: ReportData, model: str, steps: int) -> dict:
     """The report dict of prepared data (see `compute_report`)."""
     n, g = data.neurons, data.groups
@@ -247,6 +262,9 @@ def summarize(data: ReportData, model: str, steps: int) -> dict:
                 "points": {kind: len(c) for kind, c in pca["coords"].items()}},
         "groups": _groups(g, data.group_words),
         "table5": _table5(g),
+        "traces": {"neurons": _traces(n["neuron"], n["activation"], n["activation_trace"]),
+                   "word_groups": _traces([f"{w}/{s}/{k}" for w, s, k in zip(g["word"], g["selection"], g["k"])],
+                                          g["activation"], g["activation_trace"])},
         "paper": {"model": PAPER_MODEL, **PAPER},
     })
 

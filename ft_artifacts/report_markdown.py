@@ -119,6 +119,20 @@ def _duration(seconds) -> str:
     return "–" if seconds is None else f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min ({seconds:.0f} s)"
 
 
+def _traces_section(traces: dict) -> list[str]:
+    """How the ascents ended (not in the paper): late collapses and rows that never rose above 0."""
+    lines = ["## How the optimizations ended (not in the paper)", "",
+             "Each row holds the input of the final step, as in the paper. From each row's activation trace: "
+             "rows whose final activation is below half of the highest their trace recorded (the ascent "
+             "collapsed late), and rows that never rose above 0.", "",
+             "| rows | optimized | ended below half of their peak | never above 0 | largest falls: row (peak → final) |",
+             "|---|---|---|---|---|"]
+    for name, t in traces.items():
+        falls = ", ".join(f"{_cell(e['row'])} ({_f(e['peak'], 2)} → {_f(e['final'], 2)})" for e in t["examples"]) or "–"
+        lines.append(f"| {name} | {t['rows']} | {t['ended_below_half_peak']} | {t['never_above_zero']} | {falls} |")
+    return lines + [""]
+
+
 def _build_section(build: dict) -> list[str]:
     """How the artifact was built, as its build_info.json records it."""
     run = dict(build.get("runtime") or {})
@@ -179,6 +193,7 @@ def markdown(report: dict, figure_paths: list[str]) -> str:
                        [[f"{_cell(e['word'])} [{e['target_rank']}, {_f(e['target_cosine'])}]", _tokens(e["nearest"])]
                         for e in t5["examples"]],
                        [[e["word"], _tokens(e["nearest"])] for e in PAPER["table5"]["examples"]], "Table 5")]
+    lines += _traces_section(report["traces"])
     if "build" in report:
         lines += _build_section(report["build"])
     return "\n".join(lines)

@@ -203,6 +203,39 @@ def test_report_json_is_recomputed_from_the_parquet_files(tiny_artifact, written
         assert np.allclose(np.abs(report["pca"]["centroids"][kind]), np.abs(p.mean(0)), atol=1e-5)
 
 
+def hand_traces(labels, finals, traces) -> dict:
+    peaks = [max(list(t) + [f]) for t, f in zip(traces, finals)]
+    fell = [(p - f, lab, p, f) for lab, p, f in zip(labels, peaks, finals) if p > 0 and f < p / 2]
+    return {"rows": len(finals), "ended_below_half_peak": len(fell), "never_above_zero": sum(p <= 0 for p in peaks),
+            "examples": [{"row": lab, "peak": p, "final": f} for _, lab, p, f in sorted(fell, key=lambda x: (-x[0], x[1]))[:5]]}
+
+
+def test_trace_endings_are_counted_from_each_rows_trace(tiny_artifact):
+    neurons, groups, vocab = (parquet(tiny_artifact, c) for c in ("neurons", "word_groups", "vocabulary"))
+    act = neurons.column("activation").to_pylist()
+    traces = neurons.column("activation_trace").to_pylist()
+    act[3], traces[3] = 0.1, [5.0, 6.0]      # rose to 6, ended at 0.1: a late collapse
+    act[4], traces[4] = 2.0, [1.0, 3.9]      # 2.0 is above half of 3.9: not one
+    act[6], traces[6] = -1.0, [-2.0, -1.5]   # never above 0
+    neurons = neurons.set_column(neurons.schema.get_field_index("activation"), "activation", pa.array(act, pa.float32()))
+    neurons = neurons.set_column(neurons.schema.get_field_index("activation_trace"), "activation_trace",
+                                 pa.array(traces, neurons.schema.field("activation_trace").type))
+    got = compute_report(neurons, groups, vocab, model="m", steps=15)["traces"]
+    f32 = np.array(act, dtype=np.float32).astype(np.float64).tolist()
+    want = hand_traces(neurons.column("neuron").to_pylist(), f32, traces)
+    assert got["neurons"]["ended_below_half_peak"] == want["ended_below_half_peak"] >= 1
+    assert got["neurons"]["never_above_zero"] == want["never_above_zero"] >= 1
+    labels = [f"{w}/{s}/{k}" for w, s, k in zip(*(groups.column(c).to_pylist() for c in ("word", "selection", "k")))]
+    for name, expected in (("neurons", want), ("word_groups", hand_traces(
+            labels, groups.column("activation").to_pylist(), groups.column("activation_trace").to_pylist()))):
+        assert {k: v for k, v in got[name].items() if k != "examples"} == {
+            k: v for k, v in expected.items() if k != "examples"}
+        assert [e["row"] for e in got[name]["examples"]] == [e["row"] for e in expected["examples"]]
+        for e, w in zip(got[name]["examples"], expected["examples"]):
+            assert close(e["peak"], w["peak"]) and close(e["final"], w["final"]), (e, w)
+    assert got["neurons"]["examples"][0]["row"] == neurons.column("neuron")[3].as_py()  # the largest fall
+
+
 def test_report_says_how_the_artifact_was_built(tiny_artifact, written):
     out, _, _ = written
     info = json.loads((tiny_artifact / "build_info.json").read_text())
@@ -289,7 +322,8 @@ def test_markdown_and_card_show_every_table_beside_the_paper(written):
     report, figures = result["report"], [f for f in result["files"] if f.endswith(".png")]
     text = (out / "report.md").read_text()
     assert text == markdown(report, figures)
-    for heading in ("Table 1", "Figures 2-4", "Table 2", "Figure 5", "Tables 3 and 4", "Table 5"):
+    for heading in ("Table 1", "Figures 2-4", "Table 2", "Figure 5", "Tables 3 and 4", "Table 5",
+                    "How the optimizations ended", "How this artifact was built"):
         assert heading in text, heading
     assert text.count("paper (bert-base-uncased)") >= 6
     for rel in figures:
