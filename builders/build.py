@@ -12,6 +12,7 @@ A build writes only its own files: an `--out` holding anything else is refused, 
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 import time
@@ -236,8 +237,6 @@ def _claim(out: Path, config: BuildConfig, lm: LoadedModel) -> Path:
     """Record what this build is; refuse to resume a folder that holds a build with other settings, or
     artifact files that no unfinished build of ours left there. Returns the temporary-file folder,
     emptied of whatever a killed run left in it."""
-    import json
-
     work = out / WORK
     identity = _identity(config, lm)
     marker = work / "build.json"
@@ -310,7 +309,6 @@ def _write_chunk(lm, plan: Plan, config: BuildConfig, name: str, targets, path: 
     """Optimize one chunk and write its rows; then its timing beside it (`<chunk>.json`), so a build
     resumed over several sittings still knows what its optimization cost."""
     import datasets
-    import json
 
     started = time.monotonic()
     result = optimize(lm, [t.objective for t in targets], config.optim, precision=config.precision, callback=callback)
@@ -326,8 +324,6 @@ def _write_chunk(lm, plan: Plan, config: BuildConfig, name: str, targets, path: 
 def _chunk_seconds(chunks: dict[str, list[Path]]) -> dict:
     """The optimization's cost over every sitting and process: the sum of the chunks' own timings, and
     how many chunks had one (a chunk written by a build killed before its timing was saved has none)."""
-    import json
-
     timings = []
     for path in (p for files in chunks.values() for p in files):
         try:

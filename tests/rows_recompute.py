@@ -159,19 +159,21 @@ def table_rows(markdown: str) -> list[list[str]]:
     return rows
 
 
+def shown(cell: str, *values, percent: bool = False) -> None:
+    """The cell's leading numbers equal `values` (times 100 with `percent`) rounded to the digits printed."""
+    nums = re.findall(r"-?\d+(?:\.\d+)?", cell)
+    assert len(nums) >= len(values), (cell, values)
+    for s, v in zip(nums, values):
+        v = 100 * v if percent else v
+        decimals = len(s.split(".")[1]) if "." in s else 0
+        # printed rounding, plus float32 slack for values printed at many digits
+        assert abs(float(s) - v) <= 0.5 * 10 ** -decimals + 1e-6 * abs(v), (cell, s, v)
+
+
 def check_results_text(root: Path, text: str) -> None:
     """A results section (the card's, or `ft-artifacts info`'s) shows the recomputed figures at its
     printed precision: each cell's numbers equal the recomputation rounded to the digits shown."""
     single, groups = expected_single(root), expected_groups(root)
-
-    def shown(cell: str, *values, percent: bool = False) -> None:
-        nums = re.findall(r"-?\d+(?:\.\d+)?", cell)
-        assert len(nums) >= len(values), (cell, values)
-        for s, v in zip(nums, values):
-            v = 100 * v if percent else v
-            decimals = len(s.split(".")[1]) if "." in s else 0
-            # printed rounding, plus float32 slack for values printed at many digits
-            assert abs(float(s) - v) <= 0.5 * 10 ** -decimals + 1e-6 * abs(v), (cell, s, v)
 
     by_label = {r[0]: r for r in table_rows(text) if len(r) >= 2}
     labels = {
@@ -209,15 +211,6 @@ def _sample_sd(values) -> float:
     return float(values.std(ddof=1)) if len(values) > 1 else float("nan")
 
 
-def _shown(cell: str, *values) -> None:
-    """The cell's leading numbers equal `values` rounded to the digits printed."""
-    nums = re.findall(r"-?\d+(?:\.\d+)?", cell)
-    assert len(nums) >= len(values), (cell, values)
-    for s, v in zip(nums, values):
-        decimals = len(s.split(".")[1]) if "." in s else 0
-        assert abs(float(s) - v) <= 0.5 * 10 ** -decimals + 1e-6 * abs(v), (cell, s, v)
-
-
 def check_evaluation_text(root: Path, text: str) -> None:
     """The card's results section (the report's tables): every printed figure of Table 1 and Tables 3/4,
     means with sample sd, recomputed from the rows; the paper's own figures beside them."""
@@ -231,10 +224,10 @@ def check_evaluation_text(root: Path, text: str) -> None:
     }
     for label, values in columns.items():
         assert label in by_label, (label, list(by_label))
-        _shown(by_label[label][1], np.mean(values), _sample_sd(values))
-    _shown(by_label["mean norm, optimized inputs"][1], np.mean([r["norm"] for r in good]))
-    _shown(by_label["mean norm, vocabulary vectors"][1], np.linalg.norm(vocab, axis=1).mean())
-    _shown(by_label["share whose closest token is the most activating token"][1],
+        shown(by_label[label][1], np.mean(values), _sample_sd(values))
+    shown(by_label["mean norm, optimized inputs"][1], np.mean([r["norm"] for r in good]))
+    shown(by_label["mean norm, vocabulary vectors"][1], np.linalg.norm(vocab, axis=1).mean())
+    shown(by_label["share whose closest token is the most activating token"][1],
            np.mean([r["nearest"][0]["token"] == r["most_activating_token"] for r in good]))
     assert "42.523" in by_label["activation of the optimized input"][2]  # the paper's Table 1 (DESIGN.md)
     assert re.search(rf"\b{len(good)} neurons", text), "row count"
@@ -248,9 +241,9 @@ def check_evaluation_text(root: Path, text: str) -> None:
         assert int(r[2]) == len(part)
         for cell, key in ((r[3], "target_cosine"), (r[5], "activation"), (r[7], "target_activation")):
             values = [g[key] for g in part]
-            _shown(cell, np.mean(values), *([_sample_sd(values)] if len(part) > 1 else []))
-        _shown(r[9], np.mean(rank == 1))
-        _shown(r[11], np.mean(rank <= 20))
+            shown(cell, np.mean(values), *([_sample_sd(values)] if len(part) > 1 else []))
+        shown(r[9], np.mean(rank == 1))
+        shown(r[11], np.mean(rank <= 20))
         if (r[0], r[1]) == ("relative", "250"):  # the paper's Tables 3 and 4 beside ours
             assert (r[4], r[10], r[12]) == ("0.207 (0.09)", "0.67", "0.75"), r
 
