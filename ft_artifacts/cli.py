@@ -374,11 +374,13 @@ def info(artifacts, revision, full_verify, as_json):
     for name, config in manifest.configs.items():
         click.echo(f"  {name:<13} {config.rows:>7} rows")
     click.echo("settings: " + json.dumps(manifest.settings, sort_keys=True))
-    results = manifest.results
-    if results.get("single_neurons"):
-        from .summary import markdown
+    evaluation = manifest.evaluation
+    if evaluation is not None:
+        from .report_markdown import card_section
 
-        click.echo("\n" + markdown(results["single_neurons"], results.get("word_groups", [])) + "\n")
+        click.echo("\n" + card_section(evaluation, []) + "\n")
+    elif manifest.results:
+        click.echo("results: stored in an older layout; `ft-artifacts report` recomputes the evaluation from the rows")
     bad = {k: v for k, v in status.items() if v != "ok"}
     click.echo(f"checksums: {len(status) - len(bad)}/{len(status)} ok" + "".join(f"\n  {k}: {v}" for k, v in bad.items()))
 

@@ -106,6 +106,14 @@ class Manifest:
         """Every file a push uploads, build_info.json last."""
         return sorted(self.files) + [BUILD_INFO]
 
+    @property
+    def evaluation(self):
+        """`results` as the typed `evaluation.Evaluation`; None for the older layout of results (keys
+        `single_neurons` and `word_groups`), which `ft-artifacts report` recomputes from the rows."""
+        from .evaluation import Evaluation
+
+        return Evaluation.from_results(self.results, f"{BUILD_INFO} results")
+
     def build_id(self) -> str:
         """Names this exact build: the first 12 hex digits of the sha256 of its canonical JSON."""
         import hashlib
@@ -354,7 +362,16 @@ FIGURES = {  # the evaluation's figures (ft_artifacts.figures), by name: path in
 }
 
 
+FIGURE_FORMATS = ("png", "svg")  # each figure as PNG (linked from cards and report.md) and SVG beside it
+
+
+def figure_files(name: str) -> list[str]:
+    """The files of one figure of `FIGURES`: its PNG path, then the same path as SVG."""
+    png = FIGURES[name]
+    return [png[: -len(".png")] + f".{kind}" for kind in FIGURE_FORMATS]
+
+
 def artifact_paths() -> list[str]:
     """Every path a pack writes into an artifact folder (the folder holds nothing else)."""
     return [data_file(c) for c in CONFIGS] + [index_file(VOCAB_INDEX), index_file(OPTIMIZED_INDEX), CARD, BUILD_INFO,
-                                              *FIGURES.values()]
+                                              *(f for name in FIGURES for f in figure_files(name))]

@@ -14,14 +14,12 @@ from typing import Any
 
 import numpy as np
 
-from .errors import ArtifactError
 from .files import atomic_path, sha256_file
 from .index import build_index, write_index
 from .manifest import (CARD, CONFIGS, OPTIMIZED_CONFIGS, OPTIMIZED_INDEX, VOCAB_INDEX, ConfigEntry, FileEntry,
                        IndexEntry, Manifest, ModelInfo, data_file, index_file, write_manifest)
 from .schema import features
 from .report import card_section
-from .summary import group_summary, markdown, single_neuron_summary
 
 logger = logging.getLogger(__name__)
 
@@ -85,14 +83,10 @@ def pack_artifact(
         index_entries[name] = IndexEntry(index_file(name), model.hidden_size, len(vectors),
                                          tuple((c, len(tables[c])) for c in sources))
     _report(progress, steps - 1, steps)
-    single = single_neuron_summary(tables["neurons"], np.linalg.norm(vocab_vectors, axis=1))
-    groups = group_summary(tables["word_groups"])
-    try:
-        evaluation, figures = _evaluate(out, tables, model.id, tmp_dir)
-        results_md = card_section(evaluation, figures)
-    except ArtifactError as exc:  # e.g. every row diverged: the build's summary says so, no figures
-        logger.warning("no evaluation for the card: %s", exc)
-        figures, results_md = [], markdown(single, groups) + f"\n\nNo evaluation figures: {exc}."
+    evaluation, figures = _evaluate(out, tables, model.id, tmp_dir)
+    results_md = card_section(evaluation, figures)
+    if not figures:
+        results_md += "\n\nNo evaluation figures: every optimized row of a table diverged."
     written += figures
     manifest = Manifest(
         model=model,
@@ -101,7 +95,7 @@ def pack_artifact(
         nonpositive_max=int(nonpositive_max),
         configs={name: ConfigEntry(len(tables[name]), (data_file(name),)) for name in CONFIGS},
         indexes=index_entries,
-        results={"single_neurons": single, "word_groups": groups},
+        results=evaluation.to_dict(),
         versions=_versions(),
     )
     with atomic_path(out / CARD, tmp_dir=tmp_dir) as tmp:
@@ -114,16 +108,20 @@ def pack_artifact(
     return manifest
 
 
-def _evaluate(out: Path, tables: dict, model_id: str, tmp_dir: Path | None) -> tuple[dict, list[str]]:
+def _evaluate(out: Path, tables: dict, model_id: str, tmp_dir: Path | None):
     """The paper's evaluation of these rows (ft_artifacts.report) and its figures, written into the
-    artifact (each moved into place whole). Returns (report, figure paths relative to `out`)."""
+    artifact (each moved into place whole; none when every optimized row of a table diverged).
+    Returns (Evaluation, figure paths relative to `out`)."""
     from .figures import write_figures
-    from .report import ReportData, summarize
+    from .report import ReportData, evaluate
 
     steps = int(tables["neurons"][0]["steps"]) if len(tables["neurons"]) else 0
     data = ReportData.from_tables(tables["neurons"], tables["word_groups"], tables["vocabulary"])
-    report = summarize(data, model_id, steps)
-    return report, write_figures(report, data, out, tmp_dir=tmp_dir)
+    evaluation = evaluate(data, model_id, steps)
+    if not data.optimized:
+        logger.warning("no evaluation figures: every optimized row of a table diverged")
+        return evaluation, []
+    return evaluation, write_figures(evaluation, data, out, tmp_dir=tmp_dir)
 
 
 def _report(progress, done, total):

@@ -1,14 +1,15 @@
 """An artifact's neurons, word_groups and vocabulary tables in; the paper's evaluation out (Tables 1-5 and
-the statistics of Figures 2-5) as a JSON-ready dict, report.json, report.md and a dataset-card section.
+the statistics of Figures 2-5) as one typed `Evaluation` (ft_artifacts.evaluation), rendered as report.json,
+report.md, the figures, the dataset card's results section and build_info.json's `results`.
 
-    report = compute_report(art.neurons, art.word_groups, art.vocabulary, model="minilm", steps=5000)
+    evaluation = compute_evaluation(art.neurons, art.word_groups, art.vocabulary, model="minilm", steps=5000)
     write_report(art_or_path, "report/")     # report.json, report.md, figures/*.png
 
 Every number comes from the artifact's own rows; nothing loads the model. Rows that diverged (a true
-`diverged` column, or a non-finite optimized vector or activation) are left out of every mean, sd and fit,
-and counted in `report["artifact"]["diverged"]`; in Tables 3 and 4 a diverged group still counts as one of
+`diverged` column, or a non-finite optimized vector or activation: `diverged_rows`, the one rule) are left
+out of every mean, sd, interval and fit, and counted in `evaluation.artifact.diverged`; in Tables 3 and 4 a diverged group still counts as one of
 the words, and as a miss in the top-1/top-20 shares. sd is the sample standard deviation (n - 1); shares are
-fractions in [0, 1]. Paper figures (bert-base-uncased) sit beside each table, labelled as such.
+fractions in [0, 1]; every `*_ci` is a 95% interval (ft_artifacts.evaluation). Paper figures (bert-base-uncased) sit beside each table, labelled as such.
 """
 
 from __future__ import annotations
@@ -24,13 +25,16 @@ from pathlib import Path
 import numpy as np
 
 from .errors import ArtifactError
+from .evaluation import (Evaluation, GroupStats, GroupTokens, LayerFit, LayerMean, NeuronTokens, Pca, Rows, Table1,
+                         Table5, Token, TraceEnd, Traces, mean_ci, share_ci)
 from .files import atomic_path
 from .progress import stage
+from .records import to_json
 from .report_markdown import card_section, markdown
 from .report_paper import PAPER, PAPER_MODEL
 
-__all__ = ["ReportData", "artifact_model_info", "card_section", "compute_report", "markdown", "mean_sd", "ols",
-           "summarize", "write_report"]
+__all__ = ["Evaluation", "ReportData", "artifact_model_info", "card_section", "compute_evaluation", "compute_report",
+           "diverged_rows", "evaluate", "markdown", "mean_sd", "ols", "report_dict", "summarize", "write_report"]
 logger = logging.getLogger(__name__)
 
 REPORT_JSON, REPORT_MD = "report.json", "report.md"
@@ -76,6 +80,17 @@ def _matrix(table, config: str) -> np.ndarray:
     return column.flatten().to_numpy(zero_copy_only=False).astype(np.float32).reshape(len(column), -1)
 
 
+def diverged_rows(table, vectors: np.ndarray | None = None) -> np.ndarray:
+    """[rows] bool: the one rule for a row left out of the evaluation. A row diverged when its `diverged`
+    column says so or when its optimized vector or activation is not finite (what the optimizer marks as
+    diverged; checked again, so a table without the column, or a doctored one, follows the same rule)."""
+    vectors = _matrix(table, "optimized") if vectors is None else vectors
+    out = ~(np.isfinite(vectors).all(axis=1) & np.isfinite(_column(table, "activation")))
+    if "diverged" in table.column_names:
+        out |= np.asarray(table.column("diverged").fill_null(False).to_pylist(), dtype=bool)
+    return out
+
+
 @dataclass
 class ReportData:
     """The columns the report reads, as numpy arrays, with diverged optimized rows already removed."""
@@ -99,12 +114,8 @@ class ReportData:
             if vectors.shape[1] != vocab.shape[1]:
                 raise ArtifactError(f"{name} vectors have {vectors.shape[1]} dimensions, the vocabulary's "
                                     f"{vocab.shape[1]}")
-            keep = np.isfinite(vectors).all(axis=1) & np.isfinite(_column(table, "activation"))
-            if "diverged" in table.column_names:
-                keep &= ~np.asarray(table.column("diverged").fill_null(False).to_pylist(), dtype=bool)
+            keep = ~diverged_rows(table, vectors)
             diverged[name] = int((~keep).sum())
-            if not keep.any():
-                raise ArtifactError(f"all {len(keep)} rows of {name} diverged: nothing to report")
             index = np.flatnonzero(keep)
             columns = {c: _column(table, c)[index] for c in _COLUMNS[name]
                        if c not in ("vector", "nearest", "activation_trace")}
@@ -121,6 +132,11 @@ class ReportData:
         group_words = Counter((str(selection), int(k)) for selection, k in configs)
         return cls(rows, diverged, n, kept["word_groups"], vocab, tables["vocabulary"].column("token").to_pylist(),
                    dict(group_words))
+
+    @property
+    def optimized(self) -> bool:
+        """Whether any optimized row (single neuron or group) is left to draw: every figure needs one."""
+        return bool(len(self.neurons["layer"]) and len(self.groups["k"]))
 
     @cached_property
     def pca(self) -> dict:
@@ -147,14 +163,18 @@ def _column(table, name: str) -> np.ndarray:
     if name in _TEXT:
         return np.asarray(column.to_pylist(), dtype=object)
     if name in ("layer", "index", "k", "target_rank"):
-        return column.to_numpy(zero_copy_only=False).astype(np.int64)
+        import pyarrow as pa
+
+        return column.cast(pa.int64()).fill_null(0).to_numpy(zero_copy_only=False)  # null: a diverged row's rank
     return column.to_numpy(zero_copy_only=False).astype(np.float64)
 
 
 # --- statistics -------------------------------------------------------------------------------------
-def mean_sd(values) -> tuple[float, float | None]:
-    """Mean and sample sd (n - 1; None for one value)."""
+def mean_sd(values) -> tuple[float | None, float | None]:
+    """Mean and sample sd (n - 1; None for one value; both None for none)."""
     values = np.asarray(values, dtype=np.float64)
+    if not len(values):
+        return None, None
     return float(values.mean()), (float(values.std(ddof=1)) if len(values) > 1 else None)
 
 
@@ -175,30 +195,29 @@ def ols(x, y) -> dict:
     return out
 
 
-def _by_layer(n: dict, name: str) -> dict:
+def _by_layer(n: dict, name: str) -> LayerFit:
     values, layers = n[name], n["layer"]
-    stats = ols(layers, values)
-    stats["layers"] = [dict(zip(("layer", "n", "mean", "sd"), (int(layer), int((layers == layer).sum()),
-                                                              *mean_sd(values[layers == layer]))))
-                       for layer in np.unique(layers)]
-    return stats
+    means = [LayerMean(int(layer), int((layers == layer).sum()), *mean_sd(values[layers == layer]))
+             for layer in np.unique(layers)]
+    return LayerFit(**ols(layers, values), layers=means)
 
 
-def _nearest(row: list, top: int) -> list[dict]:
-    return [{"token": item["token"], "cosine": float(item["cosine"])} for item in row[:top]]
+def _nearest(row: list, top: int) -> list[Token]:
+    return [Token(item["token"], float(item["cosine"])) for item in row[:top]]
 
 
-def _table2(n: dict) -> list[dict]:
+def _table2(n: dict) -> list[NeuronTokens]:
     """Closest tokens of the first sampled neurons (lowest indices) of the first and the last layer."""
     out = []
+    if not len(n["layer"]):
+        return out
     for layer in sorted({int(n["layer"].min()), int(n["layer"].max())}):
         rows = sorted(np.flatnonzero(n["layer"] == layer), key=lambda i: int(n["index"][i]))[:TABLE2_NEURONS]
-        out += [{"neuron": str(n["neuron"][i]), "layer": layer, "nearest": _nearest(n["nearest"][i], TABLE2_TOKENS)}
-                for i in rows]
+        out += [NeuronTokens(str(n["neuron"][i]), layer, _nearest(n["nearest"][i], TABLE2_TOKENS)) for i in rows]
     return out
 
 
-def _groups(g: dict, words: dict) -> list[dict]:
+def _groups(g: dict, words: dict) -> list[GroupStats]:
     """Tables 3 and 4, one entry per (selection, k) of `words` ({(selection, k): rows, diverged ones
     included}). Means are over the rows that did not diverge; shares are over all words, so a diverged
     row counts as a miss."""
@@ -208,28 +227,31 @@ def _groups(g: dict, words: dict) -> list[dict]:
         entry = {"selection": selection, "k": k, "words": int(total), "diverged": int(total - m.sum())}
         for key, column in (("cosine_target", "target_cosine"), ("activation", "activation"),
                             ("target_activation", "target_activation")):
-            entry[f"{key}_mean"], entry[f"{key}_sd"] = mean_sd(g[column][m]) if m.any() else (None, None)
+            entry[f"{key}_mean"], entry[f"{key}_sd"] = mean_sd(g[column][m])
+            entry[f"{key}_ci"] = mean_ci(g[column][m])
         rank = g["target_rank"][m]
-        entry.update(top1_share=float((rank == 1).sum() / total), top20_share=float((rank <= 20).sum() / total))
-        out.append(entry)
+        for key, hits in (("top1", int((rank == 1).sum())), ("top20", int((rank <= 20).sum()))):
+            entry[f"{key}_share"], entry[f"{key}_ci"] = hits / total, share_ci(hits, int(total))
+        out.append(GroupStats(**entry))
     return out
 
 
-def _table5(g: dict) -> dict:
+def _table5(g: dict) -> Table5:
     """The groups of one configuration (relative if present, k nearest 250) whose optimized inputs lie
     closest to and farthest from their target word, with their closest tokens."""
+    if not len(g["selection"]):
+        return Table5(None, None, [])
     selection = "relative" if "relative" in set(g["selection"]) else sorted(set(g["selection"]))[0]
     ks = sorted({int(k) for s, k in zip(g["selection"], g["k"]) if s == selection})
     k = min(ks, key=lambda value: (abs(value - TABLE5_K), value))
     rows = np.flatnonzero((g["selection"] == selection) & (g["k"] == k))
     rows = sorted(rows, key=lambda i: (-g["target_cosine"][i], str(g["word"][i])))
     chosen = rows if len(rows) <= 2 * TABLE5_EACH else rows[:TABLE5_EACH] + rows[-TABLE5_EACH:]
-    return {"selection": selection, "k": k, "examples": [
-        {"word": str(g["word"][i]), "target_rank": int(g["target_rank"][i]), "target_cosine": float(g["target_cosine"][i]),
-         "nearest": _nearest(g["nearest"][i], TABLE5_TOKENS)} for i in chosen]}
+    return Table5(selection, k, [GroupTokens(str(g["word"][i]), int(g["target_rank"][i]), float(g["target_cosine"][i]),
+                                             _nearest(g["nearest"][i], TABLE5_TOKENS)) for i in chosen])
 
 
-def _traces(labels, finals, traces) -> dict:
+def _traces(labels, finals, traces) -> Traces:
     """How the ascents ended, from each row's activation trace (the objective every `trace_every` steps):
     rows whose final activation is below half of the highest the trace recorded (the ascent collapsed
     late), and rows that never rose above 0. The rows hold the final step's input either way."""
@@ -237,53 +259,66 @@ def _traces(labels, finals, traces) -> dict:
     finals = np.asarray(finals, dtype=np.float64)
     collapsed = np.flatnonzero((peaks > 0) & (finals < 0.5 * peaks))
     worst = sorted(collapsed, key=lambda i: (-(peaks[i] - finals[i]), str(labels[i])))[:TRACE_EXAMPLES]
-    return {"rows": len(finals), "ended_below_half_peak": len(collapsed), "never_above_zero": int((peaks <= 0).sum()),
-            "examples": [{"row": str(labels[i]), "peak": float(peaks[i]), "final": float(finals[i])} for i in worst]}
+    return Traces(len(finals), len(collapsed), int((peaks <= 0).sum()),
+                  [TraceEnd(str(labels[i]), float(peaks[i]), float(finals[i])) for i in worst])
 
 
-def summarize(data: ReportData, model: str, steps: int) -> dict:
-    """The report dict of prepared data (see `compute_report`)."""
+def _share(flags) -> tuple[float | None, tuple[float, float] | None]:
+    flags = np.asarray(flags, dtype=bool)
+    return (float(flags.mean()) if len(flags) else None), share_ci(int(flags.sum()), len(flags))
+
+
+def evaluate(data: ReportData, model: str, steps: int) -> Evaluation:
+    """The paper's evaluation of prepared data (see `compute_report`)."""
     n, g = data.neurons, data.groups
     table1 = {}
     for key, values in (("activation", n["activation"]), ("most_activating", n["most_activating"]),
                         ("closest_cosine", n["closest_cosine"])):
         table1[f"{key}_mean"], table1[f"{key}_sd"] = mean_sd(values)
-    table1["norm_optimized_mean"] = float(np.linalg.norm(n["vector"].astype(np.float64), axis=1).mean())
+        table1[f"{key}_ci"] = mean_ci(values)
+    norms = np.linalg.norm(n["vector"].astype(np.float64), axis=1)
+    table1["norm_optimized_mean"], table1["norm_optimized_ci"] = mean_sd(norms)[0], mean_ci(norms)
     table1["norm_vocabulary_mean"] = float(np.linalg.norm(data.vocab_vectors.astype(np.float64), axis=1).mean())
-    table1["closest_is_most_activating_share"] = float(np.mean(n["closest_token"] == n["most_activating_token"]))
+    table1["closest_is_most_activating_share"], table1["closest_is_most_activating_ci"] = _share(
+        n["closest_token"] == n["most_activating_token"])
     pca = data.pca
-    centroids = {kind: [float(v) for v in c.mean(axis=0)] for kind, c in pca["coords"].items()}
-    return _finite({
-        "artifact": {"model": model, "steps": int(steps), "rows": dict(data.rows), "diverged": dict(data.diverged)},
-        "table1": table1,
-        "by_layer": {key: _by_layer(n, key) for key in BY_LAYER},
-        "table2": _table2(n),
-        "pca": {"explained_variance_ratio": pca["explained_variance_ratio"], "centroids": centroids,
-                "points": {kind: len(c) for kind, c in pca["coords"].items()}},
-        "groups": _groups(g, data.group_words),
-        "table5": _table5(g),
-        "traces": {"neurons": _traces(n["neuron"], n["activation"], n["activation_trace"]),
-                   "word_groups": _traces([f"{w}/{s}/{k}" for w, s, k in zip(g["word"], g["selection"], g["k"])],
-                                          g["activation"], g["activation_trace"])},
-        "paper": {"model": PAPER_MODEL, **PAPER},
-    })
+    centroids = {kind: [float(v) for v in c.mean(axis=0)] if len(c) else [None, None] for kind, c in pca["coords"].items()}
+    return Evaluation(
+        artifact=Rows(model, int(steps), dict(data.rows), dict(data.diverged)),
+        table1=Table1(**table1),
+        by_layer={key: _by_layer(n, key) for key in BY_LAYER},
+        table2=_table2(n),
+        pca=Pca(list(pca["explained_variance_ratio"]), centroids, {kind: len(c) for kind, c in pca["coords"].items()}),
+        groups=_groups(g, data.group_words),
+        table5=_table5(g),
+        traces={"neurons": _traces(n["neuron"], n["activation"], n["activation_trace"]),
+                "word_groups": _traces([f"{w}/{s}/{k}" for w, s, k in zip(g["word"], g["selection"], g["k"])],
+                                       g["activation"], g["activation_trace"])},
+    )
+
+
+def report_dict(evaluation: Evaluation, build: dict | None = None) -> dict:
+    """report.json: the evaluation, the paper's figures beside it, and (when known) how the artifact was built."""
+    out = dict(evaluation.to_dict(), paper={"model": PAPER_MODEL, **PAPER})
+    if build is not None:
+        out["build"] = to_json(build)
+    return out
+
+
+def summarize(data: ReportData, model: str, steps: int) -> dict:
+    """The report dict of prepared data: `report_dict(evaluate(...))`."""
+    return report_dict(evaluate(data, model, steps))
 
 
 def compute_report(neurons, word_groups, vocabulary, model: str, steps: int) -> dict:
     """The report of three tables (`datasets.Dataset` or `pyarrow.Table`, columns as in `schema.py`):
-    keys artifact, table1, by_layer, table2, pca, groups, table5 and paper; JSON-ready."""
+    keys artifact, table1, by_layer, table2, pca, groups, table5, traces and paper; JSON-ready."""
     return summarize(ReportData.from_tables(neurons, word_groups, vocabulary), model, steps)
 
 
-def _finite(value):
-    """NaN and +-inf become None, so report.json is strict JSON."""
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
+def compute_evaluation(neurons, word_groups, vocabulary, model: str, steps: int) -> Evaluation:
+    """The `Evaluation` of three tables (see `compute_report`)."""
+    return evaluate(ReportData.from_tables(neurons, word_groups, vocabulary), model, steps)
 
 
 # --- artifacts ----------------------------------------------------------------------------------------
@@ -299,8 +334,7 @@ def artifact_model_info(artifact) -> tuple[str, int]:
 def build_record(manifest) -> dict:
     """How an artifact was built, from its manifest: the build settings, the package versions, and the
     run (processes, wall time, optimization time over all sittings, peak memory, machine) as recorded."""
-    return _finite({"settings": dict(manifest.settings), "versions": dict(manifest.versions),
-                    "runtime": dict(manifest.runtime)})
+    return to_json({"settings": manifest.settings, "versions": manifest.versions, "runtime": manifest.runtime})
 
 
 def _ticker(progress, name: str, total: int):
@@ -321,7 +355,7 @@ def _ticker(progress, name: str, total: int):
 def write_report(artifact, out_dir, progress=None, revision: str | None = None) -> dict:
     """Write report.json, report.md and figures/*.png for an artifact (an object with `.neurons`,
     `.word_groups`, `.vocabulary` and a manifest, or a folder / Hub repo id to load). Returns
-    {"report": dict, "files": [paths relative to out_dir]}."""
+    {"report": report.json's dict, "evaluation": Evaluation, "files": [paths relative to out_dir]}."""
     from .figures import FIGURES, write_figures
 
     if isinstance(artifact, (str, Path)):
@@ -342,14 +376,15 @@ def write_report(artifact, out_dir, progress=None, revision: str | None = None) 
     tick()
     data.pca  # noqa: B018 (the slow part: an SVD over every vocabulary and optimized vector)
     tick()
-    report = summarize(data, model, steps)
-    report["build"] = build_record(artifact.manifest)
+    evaluation = evaluate(data, model, steps)
+    build = build_record(artifact.manifest)
+    report = report_dict(evaluation, build)
     tick()
     out.mkdir(parents=True, exist_ok=True)
-    figures = write_figures(report, data, out, progress=stage(progress, "report: figures"))
+    figures = write_figures(evaluation, data, out, progress=stage(progress, "report: figures")) if data.optimized else []
     for name, text in ((REPORT_JSON, json.dumps(report, indent=2, allow_nan=False) + "\n"),
-                       (REPORT_MD, markdown(report, figures))):
+                       (REPORT_MD, markdown(evaluation, figures, build))):
         with atomic_path(out / name) as tmp:
             tmp.write_text(text, encoding="utf-8")
     logger.info("wrote %s, %s and %d of %d figures to %s", REPORT_JSON, REPORT_MD, len(figures), len(FIGURES), out)
-    return {"report": report, "files": [REPORT_JSON, REPORT_MD, *figures]}
+    return {"report": report, "evaluation": evaluation, "files": [REPORT_JSON, REPORT_MD, *figures]}

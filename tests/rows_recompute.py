@@ -3,8 +3,8 @@
 Reads the artifact folder through plain `json`, `pyarrow.parquet` and the card's text; recomputes with
 numpy. Used by tests/test_recompute.py (tiny artifact) and tests/test_demo_build.py (MiniLM demo).
 
-Rows carrying a true `diverged` column value (a column that may be added to optimized rows) are left
-out of every mean and share.
+Rows carrying a true `diverged` column value, or a non-finite activation or vector, are left out of every
+mean; in the groups' top-1/top-20 shares they count as misses (the shares are over all words).
 """
 
 from __future__ import annotations
@@ -27,8 +27,12 @@ def read_rows(root: Path, config: str) -> list[dict]:
 
 
 def kept(rows: list[dict]) -> list[dict]:
-    """Rows that count in means and shares: all, except rows marked diverged."""
-    return [r for r in rows if not r.get("diverged", False)]
+    """Rows that count in means: all, except rows marked diverged or holding non-finite values."""
+    def finite(r):
+        values = [r["activation"], *(r.get("vector") or [])]
+        return all(v is not None and np.isfinite(v) for v in values)
+
+    return [r for r in rows if not r.get("diverged", False) and finite(r)]
 
 
 def vocab_matrix(root: Path) -> tuple[np.ndarray, list[str]]:
@@ -70,18 +74,21 @@ def expected_groups(root: Path) -> dict[tuple[str, int], dict]:
 
 
 def groups_from_rows(rows: list[dict]) -> dict[tuple[str, int], dict]:
-    rows = kept(rows)
+    """Means over the kept rows of each (selection, k); shares over all its rows (a diverged one is a miss)."""
+    good = kept(rows)
     out = {}
     for key in sorted({(r["selection"], r["k"]) for r in rows}):
-        part = [r for r in rows if (r["selection"], r["k"]) == key]
-        rank = np.array([r["target_rank"] for r in part])
+        every = [r for r in rows if (r["selection"], r["k"]) == key]
+        part = [r for r in good if (r["selection"], r["k"]) == key]
+        hits = [r["target_rank"] for r in part]
+        rank = np.array(hits + [0] * (len(every) - len(part)))  # 0: never a hit
         out[key] = {
-            "words": len(part),
+            "words": len(every),
             "target_cosine": np.mean([r["target_cosine"] for r in part]),
             "activation": np.mean([r["activation"] for r in part]),
             "target_activation": np.mean([r["target_activation"] for r in part]),
             "top1": float(np.mean(rank == 1)),
-            "top20": float(np.mean(rank <= 20)),
+            "top20": float(np.mean((rank >= 1) & (rank <= 20))),
         }
     return out
 
@@ -119,23 +126,30 @@ def check_rows_themselves(root: Path) -> None:
                 assert 1 + (cos > own + 1e-6).sum() <= row["target_rank"] <= 1 + (cos > own - 1e-6).sum(), row["group"]
 
 
+# the evaluation's keys (report.json's and build_info.json's results) for the recomputed figures
+TABLE1_KEYS = {"activation": "activation_mean", "activation_std": "activation_sd",
+               "most_activating_activation": "most_activating_mean", "closest_cosine": "closest_cosine_mean",
+               "norm": "norm_optimized_mean", "word_norm": "norm_vocabulary_mean"}
+GROUP_KEYS = {"words": "words", "target_cosine": "cosine_target_mean", "activation": "activation_mean",
+              "target_activation": "target_activation_mean", "top1": "top1_share", "top20": "top20_share"}
+
+
 def check_build_info(root: Path, info: dict | None = None) -> None:
     """build_info.json's results and scan counts equal the recomputation."""
     info = info or json.loads((Path(root) / "build_info.json").read_text())
-    single, want = info["results"]["single_neurons"], expected_single(root)
-    if want["rows_all"] == want["rows_kept"]:
-        assert single["rows"] == want["rows_all"]
-    else:
-        assert single["rows"] in (want["rows_all"], want["rows_kept"])
-    for key in ("activation", "activation_std", "most_activating_activation", "closest_cosine", "norm",
-                "word_norm", "closest_differs"):
-        assert single[key] == _approx(want[key]), (key, single[key], want[key])
+    results, want = info["results"], expected_single(root)
+    rows = results["artifact"]["rows"]["neurons"]
+    assert (rows, rows - results["artifact"]["diverged"]["neurons"]) == (want["rows_all"], want["rows_kept"])
+    single = results["table1"]
+    for key, stored in TABLE1_KEYS.items():
+        assert single[stored] == _approx(want[key]), (key, single[stored], want[key])
+    assert single["closest_is_most_activating_share"] == _approx(1 - want["closest_differs"])
     groups = expected_groups(root)
-    stored = {(g["selection"], g["k"]): g for g in info["results"]["word_groups"]}
+    stored = {(g["selection"], g["k"]): g for g in results["groups"]}
     assert set(stored) == set(groups)
     for key, want_g in groups.items():
         for name, value in want_g.items():
-            assert stored[key][name] == _approx(value), (key, name, stored[key][name], value)
+            assert stored[key][GROUP_KEYS[name]] == _approx(value), (key, name, stored[key][GROUP_KEYS[name]], value)
     assert info["nonpositive_max"] == expected_nonpositive(root)
 
 
@@ -170,42 +184,6 @@ def shown(cell: str, *values, percent: bool = False) -> None:
         assert abs(float(s) - v) <= 0.5 * 10 ** -decimals + 1e-6 * abs(v), (cell, s, v)
 
 
-def check_results_text(root: Path, text: str) -> None:
-    """A results section (the card's, or `ft-artifacts info`'s) shows the recomputed figures at its
-    printed precision: each cell's numbers equal the recomputation rounded to the digits shown."""
-    single, groups = expected_single(root), expected_groups(root)
-
-    by_label = {r[0]: r for r in table_rows(text) if len(r) >= 2}
-    labels = {
-        "mean activation, optimized input": (single["activation"], single["activation_std"]),
-        "mean activation, most activating word": (single["most_activating_activation"],),
-        "mean cosine to the closest word": (single["closest_cosine"],),
-        "mean norm, optimized input / words": (single["norm"], single["word_norm"]),
-    }
-    for label, values in labels.items():
-        assert label in by_label, (label, list(by_label))
-        shown(by_label[label][1], *values)
-    differs = next(r for lab, r in by_label.items() if lab.startswith("closest word"))
-    shown(differs[1], single["closest_differs"], percent=True)
-    assert re.search(rf"\b{single['rows_kept']} neurons|\b{single['rows_all']} neurons", text), "row count"
-
-    group_rows = [r for r in table_rows(text) if len(r) >= 8 and r[0] in ("absolute", "relative")]
-    assert {(r[0], int(r[1])) for r in group_rows} == set(groups)
-    # the paper's own figures beside ours (bert-base-uncased; DESIGN.md): Table 1, and relative k = 250
-    assert "42.523" in by_label["mean activation, optimized input"][2]
-    for r in group_rows:
-        if (r[0], r[1]) == ("relative", "250"):
-            assert "(67%)" in r[6] and "(75%)" in r[7], r
-    for r in group_rows:
-        g = groups[(r[0], int(r[1]))]
-        assert int(r[2]) == g["words"]
-        shown(r[3], g["target_cosine"])
-        shown(r[4], g["activation"])
-        shown(r[5], g["target_activation"])
-        shown(r[6], g["top1"], percent=True)
-        shown(r[7], g["top20"], percent=True)
-
-
 def _sample_sd(values) -> float:
     values = np.asarray(values, dtype=np.float64)
     return float(values.std(ddof=1)) if len(values) > 1 else float("nan")
@@ -232,18 +210,20 @@ def check_evaluation_text(root: Path, text: str) -> None:
     assert "42.523" in by_label["activation of the optimized input"][2]  # the paper's Table 1 (DESIGN.md)
     assert re.search(rf"\b{len(good)} neurons", text), "row count"
 
-    rows = kept(read_rows(root, "word_groups"))
+    every = read_rows(root, "word_groups")
+    rows = kept(every)
     group_rows = [r for r in table_rows(text) if len(r) == 13 and r[0] in ("absolute", "relative")]
-    assert sorted((r[0], int(r[1])) for r in group_rows) == sorted({(g["selection"], g["k"]) for g in rows})
+    assert sorted((r[0], int(r[1])) for r in group_rows) == sorted({(g["selection"], g["k"]) for g in every})
     for r in group_rows:
         part = [g for g in rows if (g["selection"], g["k"]) == (r[0], int(r[1]))]
-        rank = np.array([g["target_rank"] for g in part])
-        assert int(r[2]) == len(part)
+        words = sum((g["selection"], g["k"]) == (r[0], int(r[1])) for g in every)
+        rank = np.array([g["target_rank"] for g in part] + [0] * (words - len(part)))  # a diverged word: a miss
+        assert int(r[2]) == words
         for cell, key in ((r[3], "target_cosine"), (r[5], "activation"), (r[7], "target_activation")):
             values = [g[key] for g in part]
             shown(cell, np.mean(values), *([_sample_sd(values)] if len(part) > 1 else []))
         shown(r[9], np.mean(rank == 1))
-        shown(r[11], np.mean(rank <= 20))
+        shown(r[11], np.mean((rank >= 1) & (rank <= 20)))
         if (r[0], r[1]) == ("relative", "250"):  # the paper's Tables 3 and 4 beside ours
             assert (r[4], r[10], r[12]) == ("0.207 (0.09)", "0.67", "0.75"), r
 

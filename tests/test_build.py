@@ -204,12 +204,13 @@ def test_diverged_rows_are_marked_never_hits_and_counted(tiny_bert, tmp_path: Pa
     neurons, groups = art.neurons, art.word_groups
     assert all(neurons["diverged"]) and all(groups["diverged"])  # lr 1e30 overflows float32 in every row
     assert all(n == [] for n in neurons["nearest"]) and set(groups["target_rank"]) == {None}
-    single = art.manifest.results["single_neurons"]
-    assert single["diverged"] == single["rows"] == len(neurons) and single["activation"] is None
-    for g in art.manifest.results["word_groups"]:
-        assert g["diverged"] == g["words"] and g["top1"] == g["top20"] == 0.0
+    ev = art.manifest.evaluation
+    assert ev.artifact.diverged["neurons"] == ev.artifact.rows["neurons"] == len(neurons)
+    assert ev.table1.activation_mean is None
+    for g in ev.groups:
+        assert g.diverged == g.words and g.top1_share == g.top20_share == 0.0
     card = (art.path / "README.md").read_text()
-    assert f"({len(neurons)} diverged, left out)" in card and "No evaluation figures" in card
+    assert f"diverged and left out: {len(neurons)} neurons" in card and "No evaluation figures" in card
     with pytest.raises(ArtifactError, match="diverged"):
         art.nearest_words(neuron=neurons[0]["neuron"])
     assert art.neurons_near(word="people", k=5) == []  # a diverged row is never near anything

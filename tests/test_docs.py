@@ -49,3 +49,19 @@ def test_makefile_commands_use_real_options():
         known = {opt for param in main.commands[name].params for opt in getattr(param, "opts", [])}
         for option in re.findall(r"(?<![\w-])(--[a-z][a-z-]*|-[a-z])\b", rest):
             assert option in known, f"the Makefile passes {option} to ft-artifacts {name}, which has no such option"
+
+
+def test_readme_layout_block_is_what_a_build_writes():
+    """The README's artifact layout lists exactly the paths a pack writes (`manifest.artifact_paths`)."""
+    import re
+
+    from ft_artifacts.manifest import artifact_paths
+
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    block = text.split("## Artifact layout", 1)[1].split("```", 2)[1]
+    listed = []
+    for line in block.strip().splitlines():
+        path = line.split()[0]
+        brace = re.fullmatch(r"(.*)\{([^}]*)\}(.*)", path)  # figures/pca.{png,svg}
+        listed += [brace[1] + part + brace[3] for part in brace[2].split(",")] if brace else [path]
+    assert sorted(listed) == sorted(artifact_paths())

@@ -191,67 +191,71 @@ def _rows(root, config: str) -> list[dict]:
     return pq.read_table(root / f"data/{config}/train-00000-of-00001.parquet").to_pylist()
 
 
-def test_summaries_leave_diverged_rows_out_of_means_and_count_them_as_misses(tiny_artifact):
-    """Real rows, some marked diverged as the optimizer marks them (non-finite values, no nearest tokens, no rank)."""
+def _evaluation(root, neurons: list[dict], groups: list[dict]):
+    """The package's one evaluation of doctored rows, with the artifact's real vocabulary."""
     import datasets
+    import pyarrow.parquet as pq
 
-    from ft_artifacts.summary import group_summary, single_neuron_summary
+    from ft_artifacts.report import compute_evaluation
 
+    vocab = pq.read_table(root / "data/vocabulary/train-00000-of-00001.parquet")
+    return compute_evaluation(datasets.Dataset.from_list(neurons), datasets.Dataset.from_list(groups), vocab, "m", 1)
+
+
+def test_the_evaluation_leaves_diverged_rows_out_of_means_and_counts_them_as_misses(tiny_artifact):
+    """Real rows, some marked diverged as the optimizer marks them (non-finite values, no nearest tokens, no rank)."""
     neurons, groups = _rows(tiny_artifact, "neurons"), _rows(tiny_artifact, "word_groups")
     for i in (0, 3, 4):
         neurons[i].update(diverged=True, activation=float("nan"), norm=float("inf"), nearest=[])
     hits = [i for i, g in enumerate(groups) if g["target_rank"] == 1] or [0]
     for i in {hits[0], 1, len(groups) - 1}:
         groups[i].update(diverged=True, activation=float("nan"), target_rank=None, target_cosine=None, nearest=[])
-    norms = np.linalg.norm(np.random.default_rng(0).normal(size=(9, 4)), axis=1)
+    ev = _evaluation(tiny_artifact, neurons, groups)
 
-    got = single_neuron_summary(datasets.Dataset.from_list(neurons), norms)
     kept = [r for r in neurons if not r["diverged"]]
     act = np.array([r["activation"] for r in kept], dtype=np.float64)
+    assert (ev.artifact.rows["neurons"], ev.artifact.diverged["neurons"]) == (len(neurons), 3)
+    t1 = ev.table1
     want = {
-        "rows": len(neurons), "diverged": 3,
-        "activation": act.mean(), "activation_std": act.std(ddof=1),
-        "most_activating_activation": np.mean([r["most_activating_activation"] for r in kept]),
-        "closest_cosine": np.mean([r["nearest"][0]["cosine"] for r in kept]),
-        "norm": np.mean([r["norm"] for r in kept]), "word_norm": norms.mean(),
-        "closest_differs": np.mean([r["nearest"][0]["token"] != r["most_activating_token"] for r in kept]),
+        "activation_mean": act.mean(), "activation_sd": act.std(ddof=1),
+        "most_activating_mean": np.mean([r["most_activating_activation"] for r in kept]),
+        "closest_cosine_mean": np.mean([r["nearest"][0]["cosine"] for r in kept]),
+        "norm_optimized_mean": np.mean([np.linalg.norm(r["vector"]) for r in kept]),
+        "closest_is_most_activating_share": np.mean([r["nearest"][0]["token"] == r["most_activating_token"] for r in kept]),
     }
-    assert got.keys() == want.keys()
     for key, value in want.items():
-        assert got[key] == pytest.approx(value, rel=1e-6), key
+        assert getattr(t1, key) == pytest.approx(value, rel=1e-6), key
 
-    summary = {(g["selection"], g["k"]): g for g in group_summary(datasets.Dataset.from_list(groups))}
+    summary = {(g.selection, g.k): g for g in ev.groups}
     keys = sorted({(g["selection"], g["k"]) for g in groups})
     assert sorted(summary) == keys
     for key in keys:
         rows = [g for g in groups if (g["selection"], g["k"]) == key]
         ok = [g for g in rows if not g["diverged"]]
         mean = (lambda values: pytest.approx(float(np.mean(values)), rel=1e-6) if values else None)
-        assert summary[key] == {
-            "selection": key[0], "k": key[1], "words": len(rows), "diverged": len(rows) - len(ok),
-            "target_cosine": mean([g["target_cosine"] for g in ok]),
-            "activation": mean([g["activation"] for g in ok]),
-            "target_activation": mean([g["target_activation"] for g in rows]),
-            "top1": pytest.approx(sum(g["target_rank"] == 1 for g in ok) / len(rows)),  # a diverged row is a miss
-            "top20": pytest.approx(sum(1 <= g["target_rank"] <= 20 for g in ok) / len(rows)),
-        }, key
-    assert sum(g["diverged"] for g in summary.values()) == 3
+        got = summary[key]
+        assert (got.words, got.diverged) == (len(rows), len(rows) - len(ok)), key
+        assert got.cosine_target_mean == mean([g["target_cosine"] for g in ok])
+        assert got.activation_mean == mean([g["activation"] for g in ok])
+        assert got.target_activation_mean == mean([g["target_activation"] for g in ok])  # one rule: kept rows
+        assert got.top1_share == pytest.approx(sum(g["target_rank"] == 1 for g in ok) / len(rows))  # a diverged row is a miss
+        assert got.top20_share == pytest.approx(sum(1 <= g["target_rank"] <= 20 for g in ok) / len(rows))
+    assert sum(g.diverged for g in summary.values()) == 3
 
 
-def test_summaries_of_only_diverged_rows_report_no_means(tiny_artifact):
-    import datasets
-
-    from ft_artifacts.summary import _f, group_summary, markdown, single_neuron_summary
+def test_an_evaluation_of_only_diverged_rows_reports_no_means(tiny_artifact):
+    from ft_artifacts.report import card_section
 
     neurons = [dict(r, diverged=True, activation=float("nan"), nearest=[]) for r in _rows(tiny_artifact, "neurons")]
-    groups = [dict(r, diverged=True, target_rank=None, target_cosine=None, nearest=[])
+    groups = [dict(r, diverged=True, activation=float("nan"), target_rank=None, target_cosine=None, nearest=[])
               for r in _rows(tiny_artifact, "word_groups")]
-    single = single_neuron_summary(datasets.Dataset.from_list(neurons), np.ones(3))
-    assert single["diverged"] == single["rows"] == len(neurons)
-    assert [single[k] for k in ("activation", "activation_std", "closest_cosine", "norm", "closest_differs")] == [None] * 5
-    for g in group_summary(datasets.Dataset.from_list(groups)):
-        assert (g["diverged"], g["top1"], g["top20"], g["activation"], g["target_cosine"]) == (g["words"], 0, 0, None, None)
-    assert group_summary(datasets.Dataset.from_list(groups).select([])) == []
-    text = markdown(single, group_summary(datasets.Dataset.from_list(groups)))
-    assert f"{len(neurons)} neurons ({len(neurons)} diverged, left out)" in text and "| – (sd –) |" in text
-    assert (_f(None, ".3f"), _f(0.12345, ".3f"), _f(0.5, ".1%")) == ("–", "0.123", "50.0%")
+    ev = _evaluation(tiny_artifact, neurons, groups)
+    assert ev.artifact.diverged["neurons"] == ev.artifact.rows["neurons"] == len(neurons)
+    t1 = ev.table1
+    assert [t1.activation_mean, t1.activation_sd, t1.closest_cosine_mean, t1.norm_optimized_mean,
+            t1.closest_is_most_activating_share, t1.activation_ci] == [None] * 6
+    for g in ev.groups:
+        assert (g.diverged, g.top1_share, g.top20_share, g.activation_mean, g.cosine_target_mean) == (g.words, 0, 0, None, None)
+        assert g.top1_ci[0] == 0.0 and g.top1_ci[1] < 1  # exact binomial interval of 0 hits in `words`
+    text = card_section(ev, [])
+    assert f"diverged and left out: {len(neurons)} neurons" in text and "| – (sd –) |" not in text and "| – |" in text

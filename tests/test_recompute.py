@@ -40,7 +40,7 @@ def test_card_results_equal_the_rows(tiny_artifact):
 
 
 def test_info_results_equal_the_rows(tiny_artifact):
-    rr.check_results_text(tiny_artifact, ok("info", tiny_artifact))
+    rr.check_evaluation_text(tiny_artifact, ok("info", tiny_artifact))
     info = json.loads(ok("info", tiny_artifact, "--json"))
     rr.check_build_info(tiny_artifact, info)
 
@@ -128,8 +128,9 @@ def test_summaries_of_doctored_rows_equal_the_recomputation(tiny_artifact):
     """Real rows, edited so that every boundary matters: the most activating token equals the 1st, the 10th or
     no nearest token, and target ranks sit on both sides of 1 and 20."""
     import datasets
+    import pyarrow.parquet as pq
 
-    from ft_artifacts.summary import group_summary, single_neuron_summary
+    from ft_artifacts.report import compute_evaluation
 
     neurons = rr.read_rows(tiny_artifact, "neurons")
     for i, row in enumerate(neurons):
@@ -143,18 +144,20 @@ def test_summaries_of_doctored_rows_equal_the_recomputation(tiny_artifact):
     vocab, _ = rr.vocab_matrix(tiny_artifact)
     norms = np.linalg.norm(vocab, axis=1)
 
-    got = single_neuron_summary(datasets.Dataset.from_list(neurons), norms)
+    vocabulary = pq.read_table(tiny_artifact / "data/vocabulary/train-00000-of-00001.parquet")
+    ev = compute_evaluation(datasets.Dataset.from_list(neurons), datasets.Dataset.from_list(groups), vocabulary, "m", 1)
+    results = ev.to_dict()
     want = rr.single_from_rows(neurons, norms)
-    assert got["rows"] == want["rows_all"]
-    assert got["diverged"] == 0
-    for key in got.keys() - {"rows", "diverged"}:
-        assert got[key] == rr._approx(want[key]), key
+    assert (ev.artifact.rows["neurons"], ev.artifact.diverged["neurons"]) == (want["rows_all"], 0)
+    for key, stored in rr.TABLE1_KEYS.items():
+        assert results["table1"][stored] == rr._approx(want[key]), key
+    assert results["table1"]["closest_is_most_activating_share"] == rr._approx(1 - want["closest_differs"])
     assert 0 < want["closest_differs"] < 1
 
-    got = {(g["selection"], g["k"]): g for g in group_summary(datasets.Dataset.from_list(groups))}
+    got = {(g["selection"], g["k"]): g for g in results["groups"]}
     want = rr.groups_from_rows(groups)
     assert got.keys() == want.keys()
     for key, values in want.items():
         for name, value in values.items():
-            assert got[key][name] == rr._approx(value), (key, name)
+            assert got[key][rr.GROUP_KEYS[name]] == rr._approx(value), (key, name)
     assert any(0 < w["top1"] < w["top20"] < 1 for w in want.values())

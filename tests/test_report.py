@@ -59,6 +59,15 @@ def hand_ols(x, y) -> dict:
     return {"slope": slope, "intercept": intercept, "t": t, "df": df, "p": betainc(df / 2, 0.5, df / (df + t * t)), "n": n}
 
 
+def clopper_pearson(hits: int, n: int) -> list[float]:
+    """The exact 95% binomial interval, by inverting the regularized incomplete beta function."""
+    from scipy.special import betaincinv
+
+    low = 0.0 if hits == 0 else betaincinv(hits, n - hits + 1, 0.025)
+    high = 1.0 if hits == n else betaincinv(hits + 1, n - hits, 0.975)
+    return [low, high]
+
+
 def close(got, want, tol=1e-6):
     return got == pytest.approx(want, rel=tol, abs=tol)
 
@@ -131,10 +140,21 @@ def test_report_json_is_recomputed_from_the_parquet_files(tiny_artifact, written
             "norm_vocabulary_mean": np.linalg.norm(v, axis=1).mean(),
             "closest_is_most_activating_share": np.mean(tokens[cos.argmax(1)] ==
                                                         np.array(neurons.column("most_activating_token").to_pylist()))}
-    assert set(report["table1"]) == set(want)
+    intervals = {"activation_ci": act, "most_activating_ci": most, "closest_cosine_ci": cos.max(1),
+                 "norm_optimized_ci": np.linalg.norm(nv, axis=1)}
+    assert set(report["table1"]) == set(want) | set(intervals) | {"closest_is_most_activating_ci"}
     for key, value in want.items():
         assert close(report["table1"][key], value, 1e-5), key
     assert 0 <= report["table1"]["closest_is_most_activating_share"] <= 1
+    for key, values in intervals.items():  # a bootstrap interval of the mean: around it, inside the values' range
+        low, high = report["table1"][key]
+        assert values.min() - 1e-9 <= low <= values.mean() <= high <= values.max() + 1e-9, key
+    hits = int(round(want["closest_is_most_activating_share"] * len(act)))
+    assert report["table1"]["closest_is_most_activating_ci"] == pytest.approx(clopper_pearson(hits, len(act)), abs=1e-9)
+
+    # build_info.json's results are this evaluation: the same keys and values
+    for key in ("artifact", "table1", "by_layer", "groups"):
+        assert info["results"][key] == report[key], key
 
     # Figures 2-4: OLS over neurons by layer, and the per-layer means
     layer = np.array(neurons.column("layer").to_pylist())
@@ -176,6 +196,8 @@ def test_report_json_is_recomputed_from_the_parquet_files(tiny_artifact, written
         for key, values in (("cosine_target", tcos), ("activation", gact), ("target_activation", tact)):
             assert close(g[f"{key}_mean"], values[m].mean(), 1e-5) and close(g[f"{key}_sd"], values[m].std(ddof=1), 1e-5)
         assert close(g["top1_share"], np.mean(rank[m] == 1)) and close(g["top20_share"], np.mean(rank[m] <= 20))
+        for key, hits in (("top1_ci", int((rank[m] == 1).sum())), ("top20_ci", int((rank[m] <= 20).sum()))):
+            assert g[key] == pytest.approx(clopper_pearson(hits, int(m.sum())), abs=1e-9), key
         assert 0 <= g["top1_share"] <= g["top20_share"] <= 1
 
     # Table 5: relative (k nearest 250): the 3 groups closest to their target word, then the 3 farthest
@@ -308,6 +330,11 @@ def test_every_figure_is_a_valid_nonblank_png(written, tmp_path):
     for rel in FIGURES.values():
         data = (out / rel).read_bytes()
         assert data[:8] == PNG_SIGNATURE and data[12:16] == b"IHDR", rel
+        at = data.index(b"pHYs")  # pixels per metre, x and y: 200 dpi is 7874
+        assert min(struct.unpack(">II", data[at + 4:at + 12])) >= 7874, rel
+        svg = (out / rel[:-4]).with_suffix(".svg").read_text(encoding="utf-8")
+        assert svg.startswith("<?xml") and "<svg" in svg and "</svg>" in svg, rel
+        assert "<dc:date>" not in svg and "Matplotlib v" not in svg, rel  # no date or version: same bytes every run
         width, height = struct.unpack(">II", data[16:24])
         assert width > 200 and height > 200, rel
         pixels = imread(out / rel)
@@ -342,11 +369,12 @@ def test_markdown_and_card_show_every_table_beside_the_paper(written):
 def test_cli_report_end_to_end(tiny_artifact, written, tmp_path):
     result = CliRunner().invoke(main, ["report", str(tiny_artifact), "--out", str(tmp_path / "r")])
     assert result.exit_code == 0, result.output
-    assert "wrote 6 files" in result.stdout
+    assert f"wrote {2 + 2 * len(FIGURES)} files" in result.stdout  # report.json, report.md, each figure as PNG and SVG
     assert "report: figures" in result.stderr and "4/4" in result.stderr
     out = written[0]
     assert json.loads((tmp_path / "r" / "report.json").read_text()) == json.loads((out / "report.json").read_text())
-    for rel in FIGURES.values():  # same inputs, same bytes
+    svgs = [rel[:-4] + ".svg" for rel in FIGURES.values()]
+    for rel in [*FIGURES.values(), *svgs]:  # same inputs, same bytes, PNG and SVG alike
         assert hashlib.sha256((tmp_path / "r" / rel).read_bytes()).digest() == hashlib.sha256((out / rel).read_bytes()).digest()
 
 
@@ -382,12 +410,12 @@ def test_progress_stages_start_at_zero_and_finish(written):
 
 REPORT_WITHOUT_LOADER = """
 import sys, pyarrow.parquet as pq, glob
-from ft_artifacts.report import ReportData, summarize
+from ft_artifacts.report import ReportData, evaluate
 from ft_artifacts.figures import write_figures
 art, out = sys.argv[1], sys.argv[2]
 tables = [pq.read_table(glob.glob(f"{art}/data/{c}/*.parquet")[0]) for c in ("neurons", "word_groups", "vocabulary")]
 data = ReportData.from_tables(*tables)
-write_figures(summarize(data, "m", 1), data, out)
+write_figures(evaluate(data, "m", 1), data, out)
 print(sorted(m for m in ("torch", "transformers", "matplotlib.pyplot") if m in sys.modules))
 """
 
