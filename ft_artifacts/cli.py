@@ -22,20 +22,61 @@ PRECISION_HELP = ("Precision of the optimization steps: fp32, tf32 (TF32 matrix 
 
 
 
+_VERBOSITY = {"level": 0}  # -1 quiet, 0 default, 1 verbose: set by the main group, read by _fail_cleanly
+_LOG_HANDLER: list = []  # the one handler the CLI puts on ft_artifacts' logger
+
+
+def _one_line(text) -> str:
+    return " ".join(str(text).split())
+
+
+def _os_error(exc: OSError) -> str:
+    """An OSError as "PATH: reason" (both paths for a rename or link)."""
+    reason = exc.strerror or _one_line(exc) or type(exc).__name__
+    paths = [str(p) for p in (exc.filename, exc.filename2) if p is not None]
+    return f"{' -> '.join(paths)}: {reason}" if paths else _one_line(reason)
+
+
 def _fail_cleanly(func):
-    """Turn library errors into one line on stderr and exit status 1, never a traceback."""
+    """Turn every error into one line on stderr and exit status 1: library errors as they are, an OSError as
+    "PATH: reason", anything else as its type and message, ending "rerun with -v for the traceback".
+    With -v the traceback is printed first."""
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
         try:
             return func(*args, **kwargs)
-        except FTError as exc:
-            raise click.ClickException(str(exc)) from None
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             sys.exit(130)
+        except Exception as exc:  # noqa: BLE001 - every error ends as one line
+            if _VERBOSITY["level"] > 0:
+                import traceback
+
+                click.echo("".join(traceback.format_exception(exc)).rstrip(), err=True)
+            if isinstance(exc, FTError):
+                message = _one_line(exc)
+            elif isinstance(exc, OSError):
+                message = _os_error(exc)
+            elif "out of memory" in str(exc).lower():  # CUDA (torch.cuda.OutOfMemoryError) or MPS
+                message = (f"{_one_line(exc)[:200]}; lower --chunk-rows (rows per batch), or use --device cpu "
+                           "(rerun with -v for the traceback)")
+            else:
+                message = f"unexpected {type(exc).__name__}: {_one_line(exc)[:300]}; rerun with -v for the traceback"
+            raise click.ClickException(message) from None
 
     return wrapper
+
+
+def _check_out(option: str, path) -> None:
+    """An --out that can be a folder written here, checked before anything slow (model, download) starts."""
+    from .files import folder_problem
+
+    problem = folder_problem(path)
+    if problem:
+        raise FTError(f"{option} {problem}; pass a folder that can be written")
 
 
 _DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:[0-9]+)?)$")
@@ -103,10 +144,22 @@ def _quiet_transformers() -> None:
     datasets.disable_progress_bars()
 
 
+_GLOBAL_FLAGS = {"-v": "--verbose", "--verbose": "--verbose", "-q": "--quiet", "--quiet": "--quiet"}
+
+
+def _global_flags_first(args: list[str]) -> list[str]:
+    """-v/-q are the main group's options, accepted after the subcommand too: moved to the front (up to a
+    `--`, after which every word is an argument)."""
+    end = args.index("--") if "--" in args else len(args)
+    flags = [_GLOBAL_FLAGS[a] for a in args[:end] if a in _GLOBAL_FLAGS]
+    return flags + [a for a in args[:end] if a not in _GLOBAL_FLAGS] + args[end:]
+
+
 class _OneLineErrors(click.Group):
     """Usage errors as one line too (`Error: ... (see 'ft-artifacts query --help')`), exit status 2."""
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        args = _global_flags_first(list(sys.argv[1:] if args is None else args))
         if not standalone_mode:
             return super().main(args, prog_name, complete_var, standalone_mode, **extra)
         try:
@@ -126,11 +179,27 @@ class _OneLineErrors(click.Group):
 
 @click.group(cls=_OneLineErrors)
 @click.version_option(package_name="ft-artifacts")
-@click.option("-v", "--verbose", is_flag=True, help="Log progress details to stderr.")
-def main(verbose: bool) -> None:
+@click.option("-v", "--verbose", is_flag=True, help="Log ft-artifacts' progress details, and show the traceback of an error.")
+@click.option("-q", "--quiet", is_flag=True, help="Log errors only (no warnings).")
+def main(verbose: bool, quiet: bool) -> None:
     """Feature textualization for BERT-family models: optimize inputs that maximize neurons,
     build and publish them as Hugging Face datasets, and query them."""
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if verbose and quiet:
+        raise click.UsageError("-v and -q exclude each other")
+    _VERBOSITY["level"] = 1 if verbose else -1 if quiet else 0
+    _configure_logging(logging.INFO if verbose else logging.ERROR if quiet else logging.WARNING)
+
+
+def _configure_logging(level: int) -> None:
+    """ft_artifacts' own loggers at `level`, on stderr; the root logger and other libraries' stay as they are."""
+    logger = logging.getLogger("ft_artifacts")
+    while _LOG_HANDLER:
+        logger.removeHandler(_LOG_HANDLER.pop())
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    logger.addHandler(handler)
+    _LOG_HANDLER.append(handler)
+    logger.setLevel(level)
 
 
 _OPTIM = OptimConfig()  # the optimizer's defaults, declared once in ft_artifacts.settings
@@ -264,6 +333,7 @@ def build(preset_name, out, model, steps, chunk_rows, neurons, device, precision
 
     if push and not repo_id:
         raise FTError("--push needs --repo-id ORG/NAME")
+    _check_out("--out", out)
     world, device = world_from_env(_device(device))
     _quiet_transformers()
     bars = _Bars(enabled=world.main)
@@ -396,6 +466,7 @@ def report(artifacts, out, revision):
     and PNG figures (Tables 1-5, Figures 2-5, with the paper's numbers beside them). Needs no model."""
     from .report import write_report
 
+    _check_out("--out", out)
     bars = _Bars()
     try:
         result = write_report(artifacts, out, progress=bars, revision=revision)

@@ -103,3 +103,22 @@ class VerifiedFiles:
             self._dirty = False
         except OSError as exc:
             logger.info("could not record verified files in %s (%s)", self.path, exc)
+
+
+def folder_problem(path: str | os.PathLike) -> str | None:
+    """Why `path` cannot be (or become) a folder this process writes into, in a few words naming the
+    path; None when it can. Checked before any slow work (a model load, an artifact download): a file
+    where the folder should be, a path under a file, a parent folder that is not writable."""
+    path = Path(path).expanduser()
+    if path.exists():
+        if not path.is_dir():
+            return f"{path} is a file, not a folder"
+        return None if os.access(path, os.W_OK | os.X_OK) else f"{path}: the folder is not writable"
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        return f"{path}: {parent} is a file, so no folder can be made under it"
+    if not os.access(parent, os.W_OK | os.X_OK):
+        return f"{path}: cannot create it, {parent} is not writable"
+    return None
