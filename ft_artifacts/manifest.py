@@ -18,7 +18,11 @@ from typing import Any
 from .errors import ArtifactError
 from .files import atomic_path
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 2  # the format this package writes; it reads this one and every older one MIGRATIONS reaches
+# {N: a function turning a parsed format-N build_info.json into format N + 1}. Reading applies them in turn,
+# so a reader of format N reads N - 1 and older. Bumping the format: add MIGRATIONS[N] and raise FORMAT_VERSION.
+# Format 1 (the untyped manifest before ft-artifacts 0.1.0's typed one) has no migration: rebuild it.
+MIGRATIONS: dict = {}
 BUILD_INFO = "build_info.json"
 CARD = "README.md"
 CONFIGS = ("neurons", "word_groups", "vocabulary", "neuron_stats")
@@ -193,10 +197,8 @@ class _Reader:
     def manifest(self, data: Any) -> Manifest:
         if not isinstance(data, dict):
             raise self.fail("the top level is not an object")
-        version = self.get(data, "format_version", int)
-        if version != FORMAT_VERSION:
-            raise ArtifactError(f"{self.where}: format version {version}, but this ft-artifacts reads version "
-                                f"{FORMAT_VERSION}; rebuild the artifact or use a matching ft-artifacts")
+        data = self.migrate(data)
+        version = data["format_version"]
         files = self.files(self.get(data, "files", dict))
         model = self.model(self.get(data, "model", dict))
         configs = self.configs(self.get(data, "configs", dict))
@@ -225,6 +227,30 @@ class _Reader:
             raise self.fail(f"{', '.join(unlisted)} {'is' if len(unlisted) == 1 else 'are'} not listed with a "
                             "checksum in 'files'")
         return manifest
+
+    def migrate(self, data: dict) -> dict:
+        """`data` brought to FORMAT_VERSION through MIGRATIONS; a format this package cannot read is one
+        `ArtifactError` naming the ft-artifacts version that wrote it (build_info.json's `versions`)."""
+        version = self.get(data, "format_version", int)
+        oldest = next((v for v in range(FORMAT_VERSION, 0, -1) if v - 1 not in MIGRATIONS), FORMAT_VERSION)
+        if oldest <= version <= FORMAT_VERSION:
+            while version < FORMAT_VERSION:
+                data = MIGRATIONS[version](dict(data))
+                version += 1
+                if data.get("format_version") != version:
+                    raise self.fail(f"the migration to format {version} left format {data.get('format_version')!r}")
+            return data
+        versions = data.get("versions")
+        writer = versions.get("ft-artifacts") if isinstance(versions, dict) else None
+        by = f"ft-artifacts {writer}" if isinstance(writer, str) else "another ft-artifacts"
+        readable = f"format {FORMAT_VERSION}" if oldest == FORMAT_VERSION else f"formats {oldest} to {FORMAT_VERSION}"
+        if version > FORMAT_VERSION:
+            fix = (f"upgrade: pip install 'ft-artifacts>={writer}'" if isinstance(writer, str)
+                   else "upgrade ft-artifacts (pip install -U ft-artifacts)")
+        else:
+            fix = f"read it with {by}, or rebuild the artifact"
+        raise ArtifactError(f"{self.where}: format {version}, written by {by}; this ft-artifacts "
+                            f"{_package_version()} reads {readable}; {fix}")
 
     def strings(self, values: list, ctx: str) -> list[str]:
         if not all(isinstance(v, str) for v in values):
@@ -290,6 +316,15 @@ class _Reader:
             out[name] = IndexEntry(path, dimension, rows, tuple((c, n) for c, n in listed),
                                    metric=self.get(entry, "metric", str, ctx))
         return out
+
+
+def _package_version() -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version("ft-artifacts")
+    except metadata.PackageNotFoundError:
+        return "(source checkout)"
 
 
 def unlisted_files(folder: str | Path, manifest: Manifest) -> list[str]:

@@ -92,7 +92,8 @@ BAD_MANIFESTS = [
     ("index path", _set(["indexes", "vocab", "path"], "index/other.faiss"), "path must be"),
     ("model size", _set(["model", "hidden_size"], 0), "must be positive"),
     ("model as list", _set(["model"], []), "wrong type"),
-    ("old format", _set(["format_version"], 1), "format version 1"),
+    ("old format", _set(["format_version"], 1), "format 1, written by ft-artifacts"),
+    ("newer format", _set(["format_version"], 99), "format 99, written by ft-artifacts"),
     ("default config", _set(["default_config"], "nope"), "default_config"),
 ]
 

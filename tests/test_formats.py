@@ -1,0 +1,106 @@
+"""Old artifacts stay readable: the committed tiny artifact written in format 2 (tests/fixtures/format2, by
+tests/fixtures/make_format2.py at the commit it names) loads, verifies, answers queries and regenerates its
+evaluation; a format this package cannot read is one line naming the ft-artifacts that can; a migration
+registered for an older format is applied on reading."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+import ft_artifacts
+from ft_artifacts import manifest as manifest_module
+from ft_artifacts.cli import main
+from ft_artifacts.errors import ArtifactError
+from ft_artifacts.manifest import BUILD_INFO, FORMAT_VERSION, read_manifest
+
+FIXTURE = Path(__file__).resolve().parent / "fixtures" / "format2"
+
+
+def stored() -> dict:
+    return json.loads((FIXTURE / BUILD_INFO).read_text(encoding="utf-8"))
+
+
+def test_the_fixture_is_a_small_format_2_artifact():
+    assert stored()["format_version"] == 2
+    assert sum(p.stat().st_size for p in FIXTURE.rglob("*") if p.is_file()) < 500_000
+
+
+def test_a_format_2_artifact_loads_verifies_and_answers_queries():
+    assert FORMAT_VERSION >= 2
+    art = ft_artifacts.load(FIXTURE)  # checksums verified
+    assert set(art.verify(full=True).values()) == {"ok"}
+    info = stored()
+    assert {name: len(getattr(art, name)) for name in ("neurons", "word_groups", "vocabulary")} == {
+        name: info["configs"][name]["rows"] for name in ("neurons", "word_groups", "vocabulary")}
+    row = art.neurons[0]
+    hits = art.nearest_words(neuron=row["neuron"], k=3)
+    assert [h["token"] for h in hits] == [n["token"] for n in row["nearest"]]  # stored at build, found now
+
+
+def test_a_format_2_artifact_regenerates_its_evaluation(tmp_path):
+    """Its results were stored in the older layout (single_neurons, word_groups); the evaluation recomputed
+    from its rows gives the same numbers under the evaluation's keys."""
+    from ft_artifacts.report import write_report
+
+    old = stored()["results"]
+    assert read_manifest(FIXTURE).evaluation is None  # the older results layout: nothing typed to render
+    ev = write_report(FIXTURE, tmp_path / "report")["evaluation"]
+    single = old["single_neurons"]
+    for new, key in (("activation_mean", "activation"), ("activation_sd", "activation_std"),
+                     ("most_activating_mean", "most_activating_activation"), ("closest_cosine_mean", "closest_cosine"),
+                     ("norm_vocabulary_mean", "word_norm")):
+        assert getattr(ev.table1, new) == pytest.approx(single[key], rel=1e-6), new
+    assert ev.table1.closest_is_most_activating_share == pytest.approx(1 - single["closest_differs"])
+    for g in old["word_groups"]:
+        got = ev.group(g["selection"], g["k"])
+        assert (got.words, got.top1_share, got.top20_share) == (g["words"], g["top1"], g["top20"])
+        assert got.cosine_target_mean == pytest.approx(g["target_cosine"], rel=1e-6)
+    result = CliRunner().invoke(main, ["info", str(FIXTURE)])
+    assert result.exit_code == 0, result.output
+    assert "older layout" in result.stdout and "ft-artifacts report" in result.stdout
+
+
+def _copy(tmp_path: Path, change) -> Path:
+    folder = shutil.copytree(FIXTURE, tmp_path / "art")
+    info = stored()
+    change(info)
+    (folder / BUILD_INFO).write_text(json.dumps(info), encoding="utf-8")
+    return folder
+
+
+@pytest.mark.parametrize("version", [FORMAT_VERSION + 1, 1, 0])
+def test_an_unreadable_format_is_one_line_naming_the_writer(tmp_path, version):
+    folder = _copy(tmp_path, lambda info: info.update(format_version=version,
+                                                      versions=dict(info["versions"], **{"ft-artifacts": "9.8.7"})))
+    with pytest.raises(ArtifactError) as err:
+        read_manifest(folder)
+    message = str(err.value)
+    assert "\n" not in message and f"format {version}, written by ft-artifacts 9.8.7" in message
+    assert ("pip install 'ft-artifacts>=9.8.7'" in message) == (version > FORMAT_VERSION), message
+    result = CliRunner().invoke(main, ["info", str(folder)])
+    assert result.exit_code == 1 and result.stderr.count("\n") == 1 and "ft-artifacts 9.8.7" in result.stderr
+
+
+def test_a_registered_migration_reads_an_older_format(tmp_path, monkeypatch):
+    """An older format with a migration reads as today's: here a made-up format one below today's whose
+    build_info.json spelled `words` as `target_words`."""
+    older = FORMAT_VERSION - 1
+
+    def upgrade(data: dict) -> dict:
+        data["words"] = data.pop("target_words")
+        return dict(data, format_version=older + 1)
+
+    folder = _copy(tmp_path, lambda info: info.update(format_version=older, target_words=info.pop("words")))
+    with pytest.raises(ArtifactError, match=f"format {older}"):
+        read_manifest(folder)  # no migration: refused, in one line
+    monkeypatch.setitem(manifest_module.MIGRATIONS, older, upgrade)
+    manifest = read_manifest(folder)
+    assert manifest.format_version == FORMAT_VERSION and manifest.words == stored()["words"]
+    art = ft_artifacts.load(folder)
+    assert np.isfinite(art.neurons[0]["activation"])
