@@ -77,6 +77,76 @@ class ModelInfo:
     vocab_size: int
 
 
+@dataclass(frozen=True)
+class Versions:
+    """The package versions a build ran with (build_info.json's `versions`, keyed by distribution name);
+    None for a package that was not installed. Names this list does not know are kept in `other`."""
+
+    python: str | None = None
+    ft_artifacts: str | None = None
+    torch: str | None = None
+    transformers: str | None = None
+    datasets: str | None = None
+    faiss_cpu: str | None = None
+    numpy: str | None = None
+    pyarrow: str | None = None
+    huggingface_hub: str | None = None
+    other: dict[str, str | None] = field(default_factory=dict)
+
+    DISTRIBUTIONS = ("python", "ft-artifacts", "torch", "transformers", "datasets", "faiss-cpu", "numpy", "pyarrow",
+                     "huggingface_hub")
+
+    @staticmethod
+    def _field(name: str) -> str:
+        return name.replace("-", "_")
+
+    def to_dict(self) -> dict[str, str | None]:
+        return {**{name: getattr(self, self._field(name)) for name in self.DISTRIBUTIONS}, **self.other}
+
+    @classmethod
+    def from_dict(cls, data: dict, where: str = "versions") -> "Versions":
+        if not all(isinstance(v, (str, type(None))) for v in data.values()):
+            raise ArtifactError(f"{where}: every version must be a string or null")
+        known = {cls._field(k): v for k, v in data.items() if k in cls.DISTRIBUTIONS}
+        return cls(**known, other={k: v for k, v in data.items() if k not in cls.DISTRIBUTIONS})
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """How one build ran (build_info.json's `runtime`): processes, each one's peak memory in bytes ({"rss",
+    "cuda"} by rank), the last sitting's wall time, the optimization time summed over every chunk's own
+    timing (sittings and processes), how many chunks there are and how many were timed, and the machine
+    (platform, cpu, cpus, torch_threads, device, gpu). None: not recorded. Other keys are kept in `other`."""
+
+    processes: int | None = None
+    peak_memory_bytes: list[dict[str, int]] | None = None
+    wall_seconds: float | None = None
+    optimize_seconds: float | None = None
+    chunks: int | None = None
+    chunks_timed: int | None = None
+    machine: dict[str, Any] | None = None
+    other: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        names = [f for f in self.__dataclass_fields__ if f != "other"]
+        return {**{n: getattr(self, n) for n in names if getattr(self, n) is not None}, **self.other}
+
+    @classmethod
+    def from_dict(cls, data: dict, where: str = "runtime") -> "Runtime":
+        names = [f for f in cls.__dataclass_fields__ if f != "other"]
+        kinds = {"processes": int, "chunks": int, "chunks_timed": int, "wall_seconds": (int, float),
+                 "optimize_seconds": (int, float), "peak_memory_bytes": list, "machine": dict}
+        for name, kind in kinds.items():
+            value = data.get(name)
+            if value is not None and (not isinstance(value, kind) or isinstance(value, bool)):
+                raise ArtifactError(f"{where}.{name} has the wrong type ({type(value).__name__})")
+        return cls(**{n: data[n] for n in names if n in data}, other={k: v for k, v in data.items() if k not in names})
+
+    @property
+    def recorded(self) -> bool:
+        return self != Runtime()
+
+
 @dataclass
 class Manifest:
     """Everything build_info.json records. `files` covers every file of the artifact except
@@ -89,7 +159,7 @@ class Manifest:
     configs: dict[str, ConfigEntry]
     indexes: dict[str, IndexEntry]
     results: dict[str, Any]
-    versions: dict[str, str | None]
+    versions: Versions
     files: dict[str, FileEntry] = field(default_factory=dict)
     default_config: str = DEFAULT_CONFIG
     spaces: dict[str, str] = field(default_factory=lambda: {
@@ -97,7 +167,7 @@ class Manifest:
         "pre_ln_vector": "x @ E: the token part of the embedding, before position/type embeddings and LayerNorm",
     })
     relative_policy: str = "neurons with a_max <= 0 are never selected by relative selection"
-    runtime: dict[str, Any] = field(default_factory=dict)  # how this run went: processes, peak memory, wall time
+    runtime: Runtime = field(default_factory=Runtime)  # how this run went: processes, peak memory, wall time
     format_version: int = FORMAT_VERSION
 
     # --- derived ---------------------------------------------------------------------------------
@@ -127,6 +197,7 @@ class Manifest:
     # --- (de)serialization -----------------------------------------------------------------------
     def to_dict(self) -> dict:
         data = asdict(self)
+        data["versions"], data["runtime"] = self.versions.to_dict(), self.runtime.to_dict()
         data["configs"] = {n: {"rows": c.rows, "files": list(c.files)} for n, c in self.configs.items()}
         data["indexes"] = {n: dict(asdict(i), sources=[list(s) for s in i.sources]) for n, i in self.indexes.items()}
         return data
@@ -214,12 +285,12 @@ class _Reader:
             configs=configs,
             indexes=indexes,
             results=self.get(data, "results", dict),
-            versions=self.get(data, "versions", dict),
+            versions=Versions.from_dict(self.get(data, "versions", dict), f"{self.where}: versions"),
             files=files,
             default_config=default,
             spaces=self.get(data, "spaces", dict),
             relative_policy=self.get(data, "relative_policy", str),
-            runtime=self.get(data, "runtime", dict),
+            runtime=Runtime.from_dict(self.get(data, "runtime", dict), f"{self.where}: runtime"),
             format_version=version,
         )
         unlisted = [p for p in manifest.payload_files() if p not in files]

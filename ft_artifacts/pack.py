@@ -17,7 +17,7 @@ import numpy as np
 from .files import atomic_path, sha256_file
 from .index import build_index, write_index
 from .manifest import (CARD, CONFIGS, OPTIMIZED_CONFIGS, OPTIMIZED_INDEX, VOCAB_INDEX, ConfigEntry, FileEntry,
-                       IndexEntry, Manifest, ModelInfo, data_file, index_file, write_manifest)
+                       IndexEntry, Manifest, ModelInfo, Runtime, Versions, data_file, index_file, write_manifest)
 from .schema import features
 from .report import card_section
 
@@ -96,13 +96,13 @@ def pack_artifact(
         configs={name: ConfigEntry(len(tables[name]), (data_file(name),)) for name in CONFIGS},
         indexes=index_entries,
         results=evaluation.to_dict(),
-        versions=_versions(),
+        versions=Versions.from_dict(_versions()),
     )
     with atomic_path(out / CARD, tmp_dir=tmp_dir) as tmp:
         tmp.write_text(_card(manifest, results_md, settings_table, tables, repo_id), encoding="utf-8")
     written.append(CARD)
     manifest.files = {rel: FileEntry(sha256_file(out / rel), (out / rel).stat().st_size) for rel in sorted(written)}
-    manifest.runtime = dict((runtime() if callable(runtime) else runtime) or {})
+    manifest.runtime = Runtime.from_dict(dict((runtime() if callable(runtime) else runtime) or {}))
     write_manifest(out, manifest, tmp_dir=tmp_dir)
     _report(progress, steps, steps)
     return manifest
@@ -131,7 +131,7 @@ def _report(progress, done, total):
 
 def _versions() -> dict:
     out = {"python": platform.python_version()}
-    for dist in ("ft-artifacts", "torch", "transformers", "datasets", "faiss-cpu", "numpy", "pyarrow", "huggingface_hub"):
+    for dist in Versions.DISTRIBUTIONS[1:]:
         try:
             out[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:
@@ -151,7 +151,7 @@ def _card(manifest: Manifest, results_md: str, settings_table: dict[str, str], t
     return render_card(
         model_id=manifest.model.id,
         model_revision=manifest.model.revision,
-        package_version=manifest.versions.get("ft-artifacts") or "unknown",
+        package_version=manifest.versions.ft_artifacts or "unknown",
         configs=[(name, list(c.files), c.rows, DESCRIPTIONS[name]) for name, c in manifest.configs.items()],
         default_config=manifest.default_config,
         settings=settings_table,

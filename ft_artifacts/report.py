@@ -334,7 +334,8 @@ def artifact_model_info(artifact) -> tuple[str, int]:
 def build_record(manifest) -> dict:
     """How an artifact was built, from its manifest: the build settings, the package versions, and the
     run (processes, wall time, optimization time over all sittings, peak memory, machine) as recorded."""
-    return to_json({"settings": manifest.settings, "versions": manifest.versions, "runtime": manifest.runtime})
+    return to_json({"settings": manifest.settings, "versions": manifest.versions.to_dict(),
+                    "runtime": manifest.runtime.to_dict()})
 
 
 def _ticker(progress, name: str, total: int):

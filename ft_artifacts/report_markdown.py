@@ -161,26 +161,27 @@ def _traces_section(traces: dict) -> list[str]:  # {config: Traces}
 
 
 def _build_section(build: dict) -> list[str]:
-    """How the artifact was built, as its build_info.json records it."""
-    run = dict(build.get("runtime") or {})
+    """How the artifact was built, as its build_info.json records it (`settings`, `versions`, `runtime`)."""
+    from .manifest import Runtime, Versions
+
+    run = Runtime.from_dict(build.get("runtime") or {})
     lines = ["## How this artifact was built", "", "As recorded in the artifact's build_info.json.", ""]
-    if run:
-        peaks = run.pop("peak_memory_bytes", None) or []
-        facts = [("processes", run.pop("processes", "–")),
-                 ("wall time of the build's last sitting", _duration(run.pop("wall_seconds", None)))]
-        if "optimize_seconds" in run:
+    if run.recorded:
+        facts = [("processes", "–" if run.processes is None else run.processes),
+                 ("wall time of the build's last sitting", _duration(run.wall_seconds))]
+        if run.optimize_seconds is not None:
             facts.append(("optimization time, every chunk's own, summed over sittings and processes",
-                          f"{_duration(run.pop('optimize_seconds'))}, {run.pop('chunks_timed', '–')} of "
-                          f"{run.pop('chunks', '–')} chunks timed"))
+                          f"{_duration(run.optimize_seconds)}, {_f(run.chunks_timed, None)} of "
+                          f"{_f(run.chunks, None)} chunks timed"))
         facts += [(f"peak memory, process {rank}", ", ".join(f"{kind} {value / 2**30:.2f} GiB" for kind, value in peak.items()))
-                  for rank, peak in enumerate(peaks)]
-        facts += _flat(run)
+                  for rank, peak in enumerate(run.peak_memory_bytes or [])]
+        facts += _flat({"machine": run.machine} if run.machine else {}) + _flat(run.other)
         lines += ["| run | |", "|---|---|", *(f"| {key} | {value} |" for key, value in facts), ""]
     else:
         lines += ["The artifact records no run (processes, times, memory).", ""]
     lines += ["| setting | value |", "|---|---|", *(f"| {k} | {v} |" for k, v in _flat(build.get("settings") or {})), ""]
-    versions = build.get("versions") or {}
-    if versions:
+    versions = Versions.from_dict(build.get("versions") or {}).to_dict()
+    if any(versions.values()):
         lines += ["Versions: " + ", ".join(f"{name} {_cell(v or '–')}" for name, v in sorted(versions.items())) + ".", ""]
     return lines
 

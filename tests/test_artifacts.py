@@ -55,8 +55,9 @@ def front_matter(card: str) -> dict:
 # --- layout ------------------------------------------------------------------------------------------------------
 
 def test_folder_holds_exactly_the_documented_files(tiny_artifact: Path) -> None:
-    expected = {"README.md", "build_info.json", *INDEXES, "figures/activation_by_layer.png",
-                "figures/closest_cosine_by_layer.png", "figures/pca.png", "figures/group_top_k.png"}
+    figures = [f"figures/{name}.{kind}" for name in ("activation_by_layer", "closest_cosine_by_layer", "pca",
+                                                     "group_top_k") for kind in ("png", "svg")]
+    expected = {"README.md", "build_info.json", *INDEXES, *figures}
     for config in CONFIGS:
         files = data_files(tiny_artifact, config)
         assert files, f"no data/{config}/train-*.parquet"
@@ -64,7 +65,7 @@ def test_folder_holds_exactly_the_documented_files(tiny_artifact: Path) -> None:
     present = {p.relative_to(tiny_artifact).as_posix() for p in tiny_artifact.rglob("*") if p.is_file()}
     assert present == expected  # nothing else: no .partial work folder, no *.tmp left behind
     card = (tiny_artifact / "README.md").read_text()
-    for figure in sorted(p for p in expected if p.startswith("figures/")):
+    for figure in sorted(p for p in expected if p.startswith("figures/") and p.endswith(".png")):
         assert f"]({figure})" in card, figure  # the card shows every figure
 
 
