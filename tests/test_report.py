@@ -435,3 +435,39 @@ def test_the_report_command_imports_no_torch(tmp_path):
                             text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_activation_figure_stays_readable_with_one_outlier(tiny_artifact):
+    """One neuron near 100 among values near 1: the axis keeps the bulk (the outlier is marked at its edge
+    with its value), instead of squeezing every other point into the bottom of the panel."""
+    from ft_artifacts.figures import _activation_by_layer, outlier_limits
+    from ft_artifacts.report import ReportData, evaluate
+
+    neurons, groups, vocab = (parquet(tiny_artifact, c) for c in ("neurons", "word_groups", "vocabulary"))
+    act = np.array(neurons.column("activation").to_pylist())
+    act[2] = 100.0 * np.abs(act).max()
+    neurons = neurons.set_column(neurons.schema.get_field_index("activation"), "activation", pa.array(act, pa.float32()))
+    data = ReportData.from_tables(neurons, groups, vocab)
+    fig = _activation_by_layer(evaluate(data, "m", 1), data)
+    low, high = fig.axes[0].get_ylim()
+    rest = np.delete(act, 2)
+    assert high < act[2] / 10 and low <= rest.min() and high >= rest.max()  # the bulk fills the panel
+    labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert any("1 above the axis" in t and f"{np.float32(act[2]):.4g}" in t for t in labels), labels
+    assert outlier_limits(rest) is None or outlier_limits(rest)[1] >= rest.max()  # no outlier: all values shown
+
+
+def test_group_figure_draws_the_intervals(written):
+    """The group top-1/top-20 figure draws each share's 95% interval (one error bar per selection, k and share)."""
+    from ft_artifacts.figures import _group_top_k
+
+    _, result, _ = written
+    ev = result["evaluation"]
+    fig = _group_top_k(ev, None)
+    drawn = []
+    for ax in fig.axes:
+        for container in ax.containers:
+            segments = container.lines[2][0].get_segments()  # the vertical bars
+            drawn += [(round(seg[0][1], 9), round(seg[1][1], 9)) for seg in segments]
+    want = [(round(lo, 9), round(hi, 9)) for g in ev.groups for lo, hi in (g.top1_ci, g.top20_ci)]
+    assert sorted(drawn) == sorted(want)
