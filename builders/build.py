@@ -34,7 +34,7 @@ from ft_artifacts.precision import default_precision
 from ft_artifacts.pack import pack_artifact
 from ft_artifacts.progress import Progress, stage
 from ft_artifacts.rows import to_record
-from ft_artifacts.scan import SELECTIONS
+from ft_artifacts.settings import check_length, check_selection
 from ft_artifacts.schema import features
 from ft_artifacts.textualize import make_rows
 
@@ -172,18 +172,13 @@ def validate(config: BuildConfig, lm: LoadedModel) -> None:
     bad_k = [k for k in config.ks if not 1 <= k <= lm.num_neurons]
     if bad_k:
         raise ArtifactError(f"group sizes {bad_k} do not fit this model's {lm.num_neurons} neurons")
-    unknown = set(config.selections) - set(SELECTIONS)
-    if unknown:
-        raise ArtifactError(f"unknown selections {sorted(unknown)}; choose from {', '.join(SELECTIONS)}")
+    check_selection(*config.selections, error=ArtifactError)
     sample_neurons(lm.num_layers, lm.hidden_size, config.neuron_fraction, config.neuron_seed,
                              config.neurons_per_layer)
     sample_words(lm.tokens, config.random_words, config.curated_words, config.word_seed)
     if config.chunk_rows < 1 or config.scan_batch < 1 or config.nearest < 1:
         raise ArtifactError("chunk_rows, scan_batch and nearest must be positive")
-    limit = lm.model.config.max_position_embeddings - 2
-    if config.optim.length > limit:
-        raise ArtifactError(f"length {config.optim.length} does not fit: {lm.model_id} takes at most {limit} "
-                            "optimized tokens between [CLS] and [SEP]")
+    check_length(config.optim.length, lm.max_length, lm.model_id, option="length", error=ArtifactError)
 
 
 def model_info(lm: LoadedModel) -> ModelInfo:

@@ -80,12 +80,11 @@ def render_card(*, model_id: str, model_revision: str, package_version: str,
                 configs: list[tuple[str, list[str], int, str]],
                 default_config: str, settings: dict[str, str], results_markdown: str,
                 num_layers: int, hidden_size: int, nonpositive_max: int,
-                repo_id: str | None, example_neuron: str, example_group: tuple[str, str, int], example_word: str,
-                extra_markdown: str = "") -> str:
+                repo_id: str | None, example_neuron: str, example_group: tuple[str, str, int], example_word: str) -> str:
     """The dataset card (README.md text) of an artifact.
 
     `configs` holds (config name, exact data file paths, rows, description) per subset; `settings` the
-    build settings table; `results_markdown` and `extra_markdown` are inserted as markdown.
+    build settings table; `results_markdown` is inserted as markdown.
     """
     from huggingface_hub import DatasetCard, DatasetCardData
 
@@ -117,6 +116,5 @@ def render_card(*, model_id: str, model_revision: str, package_version: str,
             neuron_literal=py_str(example_neuron),
             group_literal=f"({py_str(word)}, {py_str(selection)}, {int(k)})",
             word_literal=py_str(example_word),
-            extra_markdown=extra_markdown.strip(),
         )
     return str(card)

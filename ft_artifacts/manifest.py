@@ -30,7 +30,7 @@ DEFAULT_CONFIG = "neurons"
 OPTIMIZED_CONFIGS = ("neurons", "word_groups")  # rows with an optimized input, in optimized-index order
 VOCAB_INDEX = "vocab"
 OPTIMIZED_INDEX = "optimized"
-INDEX_KIND = "IndexFlatIP"
+from .index import INDEX_KIND  # noqa: E402,F401 - the index kind, defined once (index.py)
 INDEX_METRIC = "cosine (IndexFlatIP over L2-normalized float32 vectors)"
 DATA_DIRS = ("data", "index")  # folders whose every file must be listed
 
@@ -164,7 +164,8 @@ class Manifest:
     default_config: str = DEFAULT_CONFIG
     spaces: dict[str, str] = field(default_factory=lambda: {
         "vector": "embedding layer output after LayerNorm, at the optimized position (analysis space)",
-        "pre_ln_vector": "x @ E: the token part of the embedding, before position/type embeddings and LayerNorm",
+        "pre_ln_vector": "x @ E alone: the optimized input times the word-embedding matrix, without the position "
+                         "and token-type embeddings that are added to it before the embedding LayerNorm",
     })
     relative_policy: str = "neurons with a_max <= 0 are never selected by relative selection"
     runtime: Runtime = field(default_factory=Runtime)  # how this run went: processes, peak memory, wall time
@@ -187,12 +188,6 @@ class Manifest:
         from .evaluation import Evaluation
 
         return Evaluation.from_results(self.results, f"{BUILD_INFO} results")
-
-    def build_id(self) -> str:
-        """Names this exact build: the first 12 hex digits of the sha256 of its canonical JSON."""
-        import hashlib
-
-        return hashlib.sha256(self.to_json().encode()).hexdigest()[:12]
 
     # --- (de)serialization -----------------------------------------------------------------------
     def to_dict(self) -> dict:

@@ -4,7 +4,9 @@ Each row type is a dataclass whose fields carry their storage type; the `dataset
 every config (schema.py), the builder's writer and `ft-artifacts textualize --json` all derive
 from these classes. Vector fields are float32 lists of the model's hidden size: `vector` is the
 analysis space (embedding output after LayerNorm, at the optimized position), `pre_ln_vector` is
-`x @ E`. A row whose optimization did not stay finite is `diverged`: its activation and vectors
+`x @ E` alone (the input times the word-embedding matrix, without the position and token-type embeddings
+that are added before the embedding LayerNorm: not the LayerNorm's input; a vocabulary token's is its word
+embedding). A row whose optimization did not stay finite is `diverged`: its activation and vectors
 are stored as computed, it has no nearest tokens and no target rank, and no summary counts it.
 """
 

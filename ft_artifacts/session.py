@@ -12,7 +12,9 @@ from .optimize import OptimConfig
 from .precision import check as check_precision
 from .progress import Progress, stage
 from .rows import GroupRow, NeuronRow
-from .scan import SELECTIONS, scan_vocabulary
+from .scan import scan_vocabulary
+from .settings import DEFAULT_NEAREST, check_selection
+from .settings import check_length as _check_length
 from .textualize import group_objective, neuron_objectives, textualize
 
 logger = logging.getLogger(__name__)
@@ -29,7 +31,7 @@ def textualize_request(
     *,
     device: str = "cpu",
     precision: str | None = None,
-    nearest: int = 10,
+    nearest: int = DEFAULT_NEAREST,
     progress: Progress | None = None,
 ) -> list[NeuronRow | GroupRow]:
     """Load the model, scan its vocabulary, and textualize the named neurons and/or word group."""
@@ -38,8 +40,8 @@ def textualize_request(
         check_precision(precision)
     if nearest < 1:
         raise ObjectiveError(f"--nearest must be at least 1 (got {nearest})")
-    if word and selection not in SELECTIONS:
-        raise ObjectiveError(f"unknown selection {selection!r}; choose one of {', '.join(SELECTIONS)}")
+    if word:
+        check_selection(selection)
     lm = load_model(model, device=device)
     check_length(lm, config.length)
     objectives = neuron_objectives(lm, neurons)
@@ -59,10 +61,7 @@ def textualize_request(
 
 def check_length(lm, length: int) -> None:
     """The optimized tokens plus [CLS] and [SEP] must fit the model's position embeddings."""
-    limit = lm.model.config.max_position_embeddings - 2
-    if length > limit:
-        raise ObjectiveError(f"--length {length} does not fit: {lm.model_id} takes at most {limit} optimized tokens "
-                             "between [CLS] and [SEP]")
+    _check_length(length, lm.max_length, lm.model_id)
 
 
 def build_request(

@@ -16,6 +16,21 @@ DEFAULT_NEAREST = 10  # nearest tokens reported per optimized input
 METHODS = ("preconditioned", "plain")
 
 
+def check_selection(*selections: str, error: type = ObjectiveError) -> None:
+    """The one check (and message) for a selection name: absolute or relative."""
+    unknown = [s for s in selections if s not in SELECTIONS]
+    if unknown:
+        raise error(f"unknown selection {', '.join(map(repr, unknown))}; choose one of {', '.join(SELECTIONS)}")
+
+
+def check_length(length: int, limit: int, model_id: str, option: str = "--length", error: type = ObjectiveError) -> None:
+    """The one check (and message) that `length` optimized tokens fit between [CLS] and [SEP] of a model
+    that takes at most `limit` of them (`LoadedModel.max_length`)."""
+    if length > limit:
+        raise error(f"{option} {length} does not fit: {model_id} takes at most {limit} optimized tokens "
+                    "between [CLS] and [SEP]")
+
+
 @dataclass
 class OptimConfig:
     steps: int = 5000  # paper 4.1: activations reliably converge within 5,000 steps

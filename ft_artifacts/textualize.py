@@ -16,7 +16,8 @@ from .naming import Neuron, group_key, parse_neuron
 from .objectives import Objective, group, neuron
 from .optimize import OptimConfig, OptimResult, optimize
 from .rows import GroupRow, Nearest, NeuronRow
-from .scan import SELECTIONS, VocabScan
+from .scan import VocabScan
+from .settings import DEFAULT_NEAREST, check_selection
 
 
 def neuron_objectives(lm: LoadedModel, names: Sequence[str]) -> list[Objective]:
@@ -26,8 +27,7 @@ def neuron_objectives(lm: LoadedModel, names: Sequence[str]) -> list[Objective]:
 
 def group_objective(lm: LoadedModel, scan: VocabScan, word: str, selection: str, k: int) -> Objective:
     """The paper's neuron group I_w: the word's top-k neurons (absolute or relative), averaged."""
-    if selection not in SELECTIONS:
-        raise ObjectiveError(f"unknown selection {selection!r}; choose absolute or relative")
+    check_selection(selection)
     return group(scan.top_neurons(lm.token_id(word), k, selection), group_key(word, selection, k))
 
 
@@ -108,7 +108,7 @@ def make_rows(
     keys: torch.Tensor,
     result: OptimResult,
     targets: Sequence[RowTarget],
-    nearest: int = 10,
+    nearest: int = DEFAULT_NEAREST,
 ) -> list[NeuronRow | GroupRow]:
     """The one path from an optimization result to rows, shared by `textualize` and the builder.
 
@@ -186,7 +186,7 @@ def textualize(
     config: OptimConfig | None = None,
     *,
     groups: Sequence[tuple[str, str, int] | None] | None = None,
-    nearest: int = 10,
+    nearest: int = DEFAULT_NEAREST,
     precision: str | None = None,
     callback: Callable[[int, int], None] | None = None,
 ) -> list[NeuronRow | GroupRow]:

@@ -120,7 +120,6 @@ def test_card_keeps_the_sections_and_keyword_usage():
     assert 'art.neurons_near(word="crowd", k=5)' in text
     assert "{{" not in text.replace("{{ not_jinja }}", "") and "{%" not in text
     assert 'load_dataset("ORG/NAME", "neurons"' in _card("x", repo_id=None)
-    assert "## Notes\n\nextra" in _card("x", extra_markdown="## Notes\n\nextra")
 
 
 def test_usage_snippet_literals_are_valid_python():
