@@ -61,3 +61,13 @@ def test_every_linked_figure_is_a_committed_png():
         assert kind == b"IHDR" and zlib.crc32(blob[12:16 + length]) == struct.unpack(">I", blob[16 + length:20 + length])[0]
         width, height = struct.unpack(">II", blob[16:24])
         assert width > 300 and height > 200 and len(blob) > 10_000, rel
+
+
+def test_the_committed_report_json_reads_back_as_an_evaluation():
+    """Written before the evaluation carried intervals: it still reads as one (intervals None) and renders."""
+    from ft_artifacts.report_markdown import as_evaluation, card_section
+
+    ev = as_evaluation(report())
+    assert ev.table1.activation_mean == report()["table1"]["activation_mean"] and ev.table1.activation_ci is None
+    assert [(g.selection, g.k) for g in ev.groups] == [(g["selection"], g["k"]) for g in report()["groups"]]
+    assert f"| activation of the optimized input | {ev.table1.activation_mean:.3f} (" in card_section(ev, [])
