@@ -51,6 +51,11 @@ def _fail_cleanly(func):
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             sys.exit(130)
+        except BrokenPipeError:  # the reader of stdout went away (`| head`): nothing left to say to it
+            import os
+
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            sys.exit(141)
         except Exception as exc:  # noqa: BLE001 - every error ends as one line
             if _VERBOSITY["level"] > 0:
                 import traceback
