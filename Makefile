@@ -63,7 +63,7 @@ gpu-wheels: $(STAMP)
 # benchmarks/gpu_check.sh's steps, tiny, on this machine's CPU.
 gpu-check-smoke: $(STAMP) gpu-wheels
 	bash benchmarks/gpu_check.sh --cpu-smoke
-# Mutation testing of the modules whose mistakes change results (objectives, hooks, metrics, summary, optimize),
+# Mutation testing of the modules whose mistakes change results (objectives, hooks, metrics, the evaluation (report, evaluation), optimize),
 # with the fast tests that exercise them; settings in pyproject.toml [tool.mutmut]. CPU-heavy: one worker, one
 # thread; MUTATION_TIMEOUT (seconds) bounds the run, after which `mutmut results` lists what ran.
 MUTATION_TIMEOUT ?= 3600
