@@ -182,6 +182,19 @@ class Manifest:
         return sorted(self.files) + [BUILD_INFO]
 
     @property
+    def optim(self):
+        """The optimizer settings the build recorded (`settings["optim"]`) as `settings.OptimConfig`."""
+        from .settings import OptimConfig
+
+        data = self.settings.get("optim")
+        if not isinstance(data, dict):
+            raise ArtifactError(f"{BUILD_INFO}: settings.optim is missing; rebuild or re-download the artifact")
+        try:
+            return OptimConfig(**data)
+        except TypeError as exc:
+            raise ArtifactError(f"{BUILD_INFO}: settings.optim does not fit this ft-artifacts ({exc})") from None
+
+    @property
     def evaluation(self):
         """`results` as the typed `evaluation.Evaluation`; None for the older layout of results (keys
         `single_neurons` and `word_groups`), which `ft-artifacts report` recomputes from the rows."""

@@ -326,7 +326,7 @@ def artifact_model_info(artifact) -> tuple[str, int]:
     """(model id, optimization steps) of an artifact: the one place that reads them from its manifest."""
     try:
         manifest = artifact.manifest
-        return str(manifest.model.id), int(manifest.settings["optim"]["steps"])
+        return str(manifest.model.id), int(manifest.optim.steps)
     except (AttributeError, KeyError, TypeError, ValueError) as exc:
         raise ArtifactError(f"the artifact's manifest names no model id or optimization steps ({exc!r})") from exc
 
