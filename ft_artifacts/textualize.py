@@ -32,13 +32,16 @@ def group_objective(lm: LoadedModel, scan: VocabScan, word: str, selection: str,
 
 
 def vocab_stats(
-    scan: VocabScan, objectives: Sequence[Objective], target_ids: Sequence[int | None] | None = None, chunk: int = 128
+    scan: VocabScan, objectives: Sequence[Objective], target_ids: Sequence[int | None] | None = None,
+    chunk: int = 128, device=None, budget: int = 1 << 26,
 ) -> list[dict]:
     """Per objective, from the scan: the vocabulary item that maximizes it (`token`, `value`) and, where
     `target_ids[j]` is given, the value of that token alone (`target`).
 
-    Multi-neuron objectives are evaluated for every token at once, one [V, L*H] x [L*H, chunk] product
-    per chunk of objectives; single neurons read the scan's a_max and argmax.
+    Multi-neuron objectives gather their member columns of the scan ([V, k] each) on `device` (the
+    model's; None: the CPU) and sum them there in float32, a chunk of at most `chunk` objectives whose
+    members' union holds at most `budget` values per transfer; single neurons read the scan's a_max
+    and argmax. No product with the dense [V, L*H] matrix.
     """
     targets = list(target_ids) if target_ids is not None else [None] * len(objectives)
     stats: list[dict] = [{} for _ in objectives]
@@ -47,19 +50,45 @@ def vocab_stats(
         ((n, w),) = objectives[j].terms
         col = n.flat(scan.hidden_size)
         stats[j] = {"token": int(scan.argmax[col]), "value": float(scan.a_max[col]) * w}
-    for start in range(0, len(dense), chunk):
-        part = dense[start:start + chunk]
-        weights = np.zeros((scan.acts.shape[1], len(part)), dtype=np.float32)
-        for c, j in enumerate(part):
-            for n, w in objectives[j].terms:
-                weights[n.flat(scan.hidden_size), c] += w
-        values = np.asarray(scan.acts @ weights, dtype=np.float32)  # [V, len(part)]
-        best = values.argmax(axis=0)  # the first token reaching the maximum, as in the scan
-        for c, j in enumerate(part):
-            stats[j] = {"token": int(best[c]), "value": float(values[best[c], c])}
+    device = torch.device(device if device is not None else "cpu")
+    members = {j: _members(objectives[j], scan.hidden_size) for j in dense}
+    for part in _chunks(dense, members, chunk, max(1, budget // max(1, scan.acts.shape[0]))):
+        cols = np.unique(np.concatenate([members[j][0] for j in part]))
+        sub = torch.from_numpy(np.ascontiguousarray(scan.acts[:, cols], dtype=np.float32)).to(device)  # [V, |U|]
+        for j in part:
+            local = torch.from_numpy(np.searchsorted(cols, members[j][0])).to(device)
+            weights = torch.from_numpy(members[j][1]).to(device)
+            values = (sub.index_select(1, local) * weights).sum(1)  # [V] float32
+            best = int(values.argmax())  # the first token reaching the maximum, as in the scan
+            stats[j] = {"token": best, "value": float(values[best])}
             if targets[j] is not None:
-                stats[j]["target"] = float(values[targets[j], c])
+                stats[j]["target"] = float(values[targets[j]])
     return stats
+
+
+def _members(objective: Objective, hidden_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """An objective's distinct flat neuron indices (sorted) and their summed weights (float32)."""
+    merged: dict[int, float] = {}
+    for n, w in objective.terms:
+        merged[n.flat(hidden_size)] = merged.get(n.flat(hidden_size), 0.0) + w
+    cols = np.array(sorted(merged), dtype=np.int64)
+    return cols, np.array([merged[c] for c in cols], dtype=np.float32)
+
+
+def _chunks(order: list[int], members: dict, most: int, columns: int):
+    """Consecutive runs of `order` of at most `most` objectives whose members span at most `columns`
+    columns together (a single larger objective forms a run of its own)."""
+    part: list[int] = []
+    union: set[int] = set()
+    for j in order:
+        grown = union | set(members[j][0].tolist())
+        if part and (len(part) >= most or len(grown) > columns):
+            yield part
+            part, grown = [], set(members[j][0].tolist())
+        part.append(j)
+        union = grown
+    if part:
+        yield part
 
 
 @dataclass(frozen=True)
@@ -162,11 +191,13 @@ def make_rows(
 
 
 def targets_for(
-    scan: VocabScan, objectives: Sequence[Objective], groups: Sequence[tuple[str, int, str, int] | None] | None = None
+    scan: VocabScan, objectives: Sequence[Objective], groups: Sequence[tuple[str, int, str, int] | None] | None = None,
+    device=None,
 ) -> list[RowTarget]:
-    """Row targets from the scan: groups[j] = (word, word id, selection, k) for a word's group."""
+    """Row targets from the scan: groups[j] = (word, word id, selection, k) for a word's group; the
+    groups' statistics are computed on `device` (the model's; None: the CPU)."""
     groups = list(groups) if groups is not None else [None] * len(objectives)
-    stats = vocab_stats(scan, objectives, [g[1] if g else None for g in groups])
+    stats = vocab_stats(scan, objectives, [g[1] if g else None for g in groups], device=device)
     out = []
     for obj, g, st in zip(objectives, groups, stats):
         if g is None:
@@ -195,6 +226,6 @@ def textualize(
     device's default, see ft_artifacts.precision)."""
     groups = list(groups) if groups is not None else [None] * len(objectives)
     keyed = [(g[0], lm.token_id(g[0]), g[1], g[2]) if g else None for g in groups]
-    targets = targets_for(scan, objectives, keyed)
+    targets = targets_for(scan, objectives, keyed, device=lm.device)
     result = optimize(lm, objectives, config, precision=precision, callback=callback)
     return make_rows(lm.tokens, torch.from_numpy(scan.analysis), result, targets, nearest)
