@@ -33,15 +33,17 @@ def group_objective(lm: LoadedModel, scan: VocabScan, word: str, selection: str,
 
 def vocab_stats(
     scan: VocabScan, objectives: Sequence[Objective], target_ids: Sequence[int | None] | None = None,
-    chunk: int = 128, device=None, budget: int = 1 << 26,
+    chunk: int = 128, device=None,
 ) -> list[dict]:
     """Per objective, from the scan: the vocabulary item that maximizes it (`token`, `value`) and, where
     `target_ids[j]` is given, the value of that token alone (`target`).
 
-    Multi-neuron objectives gather their member columns of the scan ([V, k] each) on `device` (the
-    model's; None: the CPU) and sum them there in float32, a chunk of at most `chunk` objectives whose
-    members' union holds at most `budget` values per transfer; single neurons read the scan's a_max
-    and argmax. No product with the dense [V, L*H] matrix.
+    Single neurons read the scan's a_max and argmax. Multi-neuron objectives, on a CUDA (or other
+    non-CPU) `device` (the model's): the scan is copied there once and each objective gathers its
+    member columns ([V, k]) and sums them in float32 (`gather_stats`). On the CPU (device None or
+    cpu): one [V, L*H] x [L*H, chunk] float32 product per chunk of objectives, which measured faster
+    there than gathering columns of the row-major matrix (bert-base shape, 800 groups: 12.8 s against
+    197 s for per-chunk column gathers, one thread).
     """
     targets = list(target_ids) if target_ids is not None else [None] * len(objectives)
     stats: list[dict] = [{} for _ in objectives]
@@ -51,19 +53,50 @@ def vocab_stats(
         col = n.flat(scan.hidden_size)
         stats[j] = {"token": int(scan.argmax[col]), "value": float(scan.a_max[col]) * w}
     device = torch.device(device if device is not None else "cpu")
-    members = {j: _members(objectives[j], scan.hidden_size) for j in dense}
-    for part in _chunks(dense, members, chunk, max(1, budget // max(1, scan.acts.shape[0]))):
-        cols = np.unique(np.concatenate([members[j][0] for j in part]))
-        sub = torch.from_numpy(np.ascontiguousarray(scan.acts[:, cols], dtype=np.float32)).to(device)  # [V, |U|]
-        for j in part:
-            local = torch.from_numpy(np.searchsorted(cols, members[j][0])).to(device)
-            weights = torch.from_numpy(members[j][1]).to(device)
-            values = (sub.index_select(1, local) * weights).sum(1)  # [V] float32
-            best = int(values.argmax())  # the first token reaching the maximum, as in the scan
-            stats[j] = {"token": best, "value": float(values[best])}
+    if dense and device.type != "cpu":
+        acts = _to_device(scan.acts, device)
+        for j, st in zip(dense, gather_stats(acts, [objectives[j] for j in dense], [targets[j] for j in dense],
+                                             scan.hidden_size)):
+            stats[j] = st
+        return stats
+    for start in range(0, len(dense), chunk):
+        part = dense[start:start + chunk]
+        weights = np.zeros((scan.acts.shape[1], len(part)), dtype=np.float32)
+        for c, j in enumerate(part):
+            for n, w in objectives[j].terms:
+                weights[n.flat(scan.hidden_size), c] += w
+        values = np.asarray(scan.acts @ weights, dtype=np.float32)  # [V, len(part)]
+        best = values.argmax(axis=0)  # the first token reaching the maximum, as in the scan
+        for c, j in enumerate(part):
+            stats[j] = {"token": int(best[c]), "value": float(values[best[c], c])}
             if targets[j] is not None:
-                stats[j]["target"] = float(values[targets[j]])
+                stats[j]["target"] = float(values[targets[j], c])
     return stats
+
+
+def gather_stats(acts: torch.Tensor, objectives: Sequence[Objective], targets: Sequence[int | None],
+                 hidden_size: int) -> list[dict]:
+    """vocab_stats of multi-neuron objectives from the scan's activations `acts` [V, L*H] (float32, on
+    any device): each objective's member columns gathered and summed with its weights, in float32."""
+    out = []
+    for obj, target in zip(objectives, targets):
+        cols, weights = _members(obj, hidden_size)
+        values = (acts.index_select(1, torch.from_numpy(cols).to(acts.device))
+                  * torch.from_numpy(weights).to(acts.device)).sum(1)  # [V]
+        best = int(values.argmax())  # the first token reaching the maximum, as in the scan
+        out.append({"token": best, "value": float(values[best])})
+        if target is not None:
+            out[-1]["target"] = float(values[target])
+    return out
+
+
+def _to_device(acts: np.ndarray, device, rows: int = 4096) -> torch.Tensor:
+    """The scan's [V, L*H] activations as float32 on `device`, copied in blocks of rows (a memory map
+    or float16 storage is never converted whole on the host)."""
+    out = torch.empty(acts.shape, dtype=torch.float32, device=device)
+    for start in range(0, acts.shape[0], rows):
+        out[start:start + rows] = torch.from_numpy(np.asarray(acts[start:start + rows], dtype=np.float32))
+    return out
 
 
 def _members(objective: Objective, hidden_size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -73,22 +106,6 @@ def _members(objective: Objective, hidden_size: int) -> tuple[np.ndarray, np.nda
         merged[n.flat(hidden_size)] = merged.get(n.flat(hidden_size), 0.0) + w
     cols = np.array(sorted(merged), dtype=np.int64)
     return cols, np.array([merged[c] for c in cols], dtype=np.float32)
-
-
-def _chunks(order: list[int], members: dict, most: int, columns: int):
-    """Consecutive runs of `order` of at most `most` objectives whose members span at most `columns`
-    columns together (a single larger objective forms a run of its own)."""
-    part: list[int] = []
-    union: set[int] = set()
-    for j in order:
-        grown = union | set(members[j][0].tolist())
-        if part and (len(part) >= most or len(grown) > columns):
-            yield part
-            part, grown = [], set(members[j][0].tolist())
-        part.append(j)
-        union = grown
-    if part:
-        yield part
 
 
 @dataclass(frozen=True)

@@ -307,7 +307,7 @@ def test_the_build_path_uses_no_op_nondeterministic_on_cuda(tiny):
     vocabulary statistics and the nearest-token metrics, recorded as it runs: none is on torch's list."""
     from ft_artifacts.metrics import cosine_topk, rank_of
     from ft_artifacts.scan import scan_vocabulary
-    from ft_artifacts.textualize import vocab_stats
+    from ft_artifacts.textualize import gather_stats, vocab_stats
 
     def run():
         for mode in PRECISIONS:
@@ -315,6 +315,7 @@ def test_the_build_path_uses_no_op_nondeterministic_on_cuda(tiny):
         optimize(tiny, OBJECTIVES, OptimConfig(steps=2, method="plain"))
         scan = scan_vocabulary(tiny, batch_size=50)
         vocab_stats(scan, OBJECTIVES, [None, 5, 7], device=tiny.device)
+        gather_stats(torch.from_numpy(scan.acts), OBJECTIVES, [None, 5, 7], tiny.hidden_size)  # the CUDA path
         keys = torch.from_numpy(scan.analysis)
         cosine_topk(keys[:9], keys, 5)
         rank_of(keys[:9], keys, torch.arange(9))
@@ -341,3 +342,26 @@ def test_hooks_are_registered_once_per_optimize_call(tiny, monkeypatch):
     assert calls == [1]
     layer = tiny.model.encoder.layer[0].output.dense
     assert not layer._forward_hooks  # removed after the call
+
+
+def test_vocab_stats_gathered_on_a_device_equal_the_host_product(tiny):
+    """The CUDA path of vocab_stats (member columns gathered on the device), run on a CPU tensor, against
+    the host product: same tokens, same values within float32 rounding."""
+    import numpy as np
+
+    from ft_artifacts.scan import scan_vocabulary
+    from ft_artifacts.textualize import _to_device, gather_stats, vocab_stats
+
+    scan = scan_vocabulary(tiny, batch_size=64)
+    rng = np.random.default_rng(3)
+    width = tiny.num_neurons
+    objectives = [group([Neuron.from_flat(int(i), tiny.hidden_size) for i in rng.choice(width, size, replace=False)],
+                        f"g{size}") for size in (2, 7, 20, width)]
+    targets = [3, None, 11, 0]
+    host = vocab_stats(scan, objectives, targets)
+    acts = _to_device(scan.acts.astype(np.float16), "cpu", rows=17)  # float16 storage, copied in blocks
+    assert acts.dtype == torch.float32 and acts.shape == scan.acts.shape
+    gathered = gather_stats(torch.from_numpy(scan.acts), objectives, targets, tiny.hidden_size)
+    assert [g["token"] for g in gathered] == [h["token"] for h in host]
+    for g, h in zip(gathered, host):
+        assert g.keys() == h.keys() and all(g[k] == pytest.approx(h[k], rel=1e-5, abs=1e-6) for k in g)
