@@ -26,6 +26,8 @@ wants() { [[ " $STEPS " == *" $1 "* ]]; }
 # Seconds per step; the sum is at most 480 (tests/test_gpu_check.py checks it).
 declare -A LIMIT=([install]=40 [pytest_gpu]=80 [benchmark]=150 [benchmark_sdpa]=40 [benchmark_minilm]=50
                   [paper_build]=100 [paper_info]=20)
+# The CPU smoke run (a shared 2-core machine) gets longer limits for its slowest steps.
+[[ "${1:-}" == "--cpu-smoke" ]] && LIMIT[pytest_gpu]=200 && LIMIT[paper_build]=300 && LIMIT[paper_info]=60
 for pair in ${LIMITS:-}; do LIMIT[${pair%%=*}]=${pair#*=}; done
 
 SMOKE=0
