@@ -35,7 +35,7 @@ test: $(STAMP)
 
 # Everything, including slow tests; gpu and network tests still need their hardware / the Hub.
 test-all: $(STAMP)
-	$(BIN)/pytest -m "not gpu and not network"
+	$(BIN)/pytest -m "not cuda and not network"
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/engine.py

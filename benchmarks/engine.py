@@ -49,6 +49,7 @@ from ft_artifacts.model import load_model
 from ft_artifacts.naming import Neuron, group_key
 from ft_artifacts.objectives import Objective, group, neuron
 from ft_artifacts.optimize import OptimConfig, optimize
+from ft_artifacts.precision import tf32_state
 from ft_artifacts.scan import scan_vocabulary
 
 GROUP_WORDS = ("time", "people", "year", "world", "day", "man", "city", "house")  # whole-word tokens
@@ -213,7 +214,7 @@ def gpu_section(args, device: str = "cuda", config=None) -> dict:
     name = torch.cuda.get_device_name() if device == "cuda" else device
     title = (f"bert-base-shaped random model on {name}: {n_single} single neurons + {args.rows - n_single} "
              f"random groups (k in {ks}); {args.steps} timed steps after {args.warmup} warm-up; best of "
-             f"{args.repeats} interleaved rounds; tf32 matmul {torch.backends.cuda.matmul.allow_tf32}")
+             f"{args.repeats} interleaved rounds; TF32 switches {tf32_state()}")
     return {"title": title, "timings": timings, "speedup": speedup(timings[0], timings[1]),
             "speedup_bf16": speedup(timings[0], timings[2])}
 

@@ -23,14 +23,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ft_artifacts.errors import ArtifactError
+from ft_artifacts.errors import ArtifactError, DeviceMemoryError, FTError
 from ft_artifacts.files import atomic_path
 from ft_artifacts.manifest import BUILD_INFO, ModelInfo, artifact_paths, read_manifest
 from ft_artifacts.model import LoadedModel, load_model
 from ft_artifacts.naming import Neuron
 from ft_artifacts.optimize import optimize
 from ft_artifacts.precision import check as check_precision
-from ft_artifacts.precision import default_precision
+from ft_artifacts.precision import default_precision, deterministic, tf32_flags
 from ft_artifacts.pack import pack_artifact
 from ft_artifacts.progress import Progress, stage
 from ft_artifacts.rows import to_record
@@ -38,7 +38,7 @@ from ft_artifacts.settings import check_length, check_selection
 from ft_artifacts.schema import features
 from ft_artifacts.textualize import make_rows
 
-from .distributed import World
+from .distributed import RankError, World
 from .plan import Plan, make_plan
 from .presets import BuildConfig
 from .sampling import sample_neurons, sample_words
@@ -61,8 +61,21 @@ def build(
 ) -> Path:
     """Build (or resume building) the artifact folder `out` and return its path. `repo_id` (where it
     will be published) only fills the card's usage snippet. Under torchrun (`world`), every process
-    calls this: rank 0 plans and packs, and each rank optimizes its share of the chunks."""
+    calls this: rank 0 plans and packs, and each rank optimizes its share of the chunks. A rank that
+    fails stops every rank with its message (builders.distributed). On CUDA the whole build runs with
+    torch's deterministic algorithms (ft_artifacts.precision.deterministic)."""
     world = world or World()
+    try:  # IEEE float32 outside the steps of a tf32 run: the scan, statistics and final values
+        with deterministic(device), tf32_flags(False, device):
+            return _build(config, out, device, precision, progress, keep_work, repo_id, world)
+    except RankError:
+        raise
+    except Exception as exc:
+        world.fail(str(exc) if isinstance(exc, FTError) else f"{type(exc).__name__}: {exc}")
+        raise
+
+
+def _build(config: BuildConfig, out, device: str, precision, progress, keep_work: bool, repo_id, world: World) -> Path:
     out = Path(out)
     work = out / WORK
     started = time.monotonic()
@@ -84,8 +97,8 @@ def build(
         if plan is None:
             plan = make_plan(lm, config, work, tmp_dir=tmp)  # rank 0's saved plan, read back
         chunks = _optimize(lm, plan, config, work, progress, world)
-        peaks = _gather_peaks(lm, world)
         world.barrier()  # every chunk is written
+        peaks = _gather_peaks(lm, world)
         if world.main:
             def runtime() -> dict:  # read as packing ends: rank 0's peak includes packing
                 peaks[0] = _own_peak(lm)
@@ -273,10 +286,15 @@ def _optimize(lm, plan: Plan, config: BuildConfig, work: Path, progress, world: 
     rows = sum(len(job[3]) for job in mine)
     report = stage(progress, f"optimizing {rows} rows" + (f" (rank {world.rank} of {world.size})" if world.size > 1 else ""))
     for done, (name, _number, path, chunk) in enumerate(mine):
+        world.check(force=True)
         if _chunk_ok(path, name, len(chunk)):
             logger.info("resuming: %s already optimized", path.name)
         else:
-            step_report = (lambda s, _t, d=done * steps: report(d + s, steps * len(mine))) if report else None
+            def step_report(s, _t, d=done * steps):
+                world.check()  # another rank's failure stops this one within a second or a step
+                if report:
+                    report(d + s, steps * len(mine))
+
             _write_chunk(lm, plan, config, name, chunk, path, step_report, work / "tmp")
         if report:
             report((done + 1) * steps, steps * len(mine))
@@ -306,7 +324,11 @@ def _write_chunk(lm, plan: Plan, config: BuildConfig, name: str, targets, path: 
     import datasets
 
     started = time.monotonic()
-    result = optimize(lm, [t.objective for t in targets], config.optim, precision=config.precision, callback=callback)
+    try:
+        result = optimize(lm, [t.objective for t in targets], config.optim, precision=config.precision,
+                          callback=callback)
+    except torch.OutOfMemoryError:
+        raise _out_of_memory(lm, path, len(targets), config.chunk_rows) from None
     rows = make_rows(lm.tokens, torch.from_numpy(plan.analysis), result, targets, config.nearest)
     table = datasets.Dataset.from_list([to_record(r) for r in rows], features=features(name))
     with atomic_path(path, tmp_dir=tmp_dir) as tmp:
@@ -314,6 +336,17 @@ def _write_chunk(lm, plan: Plan, config: BuildConfig, name: str, targets, path: 
     with atomic_path(path.with_suffix(".json"), tmp_dir=tmp_dir) as tmp:
         tmp.write_text(json.dumps({"seconds": round(time.monotonic() - started, 3), "rows": len(targets),
                                    "device": str(lm.device)}))
+
+
+def _out_of_memory(lm, path: Path, rows: int, chunk_rows: int) -> DeviceMemoryError:
+    """The one-line error of a chunk that did not fit; the chunks already written stay for a resume."""
+    if lm.device.type == "cuda":
+        torch.cuda.empty_cache()
+    kept = len(list(path.parent.glob("*.parquet")))
+    return DeviceMemoryError(
+        f"{lm.device} ran out of memory optimizing {path.stem} ({rows} rows); the {kept} finished chunk(s) are "
+        f"kept in {path.parent}: free the device's memory and run the same command again to resume, or build "
+        f"with a smaller --chunk-rows (e.g. --chunk-rows {max(1, chunk_rows // 2)}) into a new --out")
 
 
 def _chunk_seconds(chunks: dict[str, list[Path]]) -> dict:

@@ -51,7 +51,8 @@ def make_plan(lm: LoadedModel, config: BuildConfig, work: Path, callback=None, t
     words = sample_words(lm.tokens, config.random_words, config.curated_words, config.word_seed)
     keys = [(w, lm.token_id(w), s, k) for w in words for s in config.selections for k in config.ks]
     groups = [group(scan.top_neurons(wid, k, s), group_key(w, s, k)) for w, wid, s, k in keys]
-    rows = {"neurons": targets_for(scan, [neuron(n) for n in sampled]), "word_groups": targets_for(scan, groups, keys)}
+    rows = {"neurons": targets_for(scan, [neuron(n) for n in sampled]),
+            "word_groups": targets_for(scan, groups, keys, device=lm.device)}
     plan = Plan(scan.a_max, scan.argmax, scan.analysis, scan.nonpositive_max, [str(n) for n in sampled], words, rows)
     _save(plan, arrays, spec_path, tmp_dir)
     return plan

@@ -28,5 +28,9 @@ class ChecksumError(ArtifactError):
     """A file in an artifact does not match the sha256 recorded in build_info.json."""
 
 
+class DeviceMemoryError(FTError):
+    """The device ran out of memory (CUDA out of memory): the message names a smaller --chunk-rows."""
+
+
 class PublishError(FTError):
     """Publishing an artifact to the Hugging Face Hub failed."""

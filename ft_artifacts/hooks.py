@@ -18,13 +18,23 @@ from torch import Tensor
 from .model import LoadedModel
 
 
+def cls_sep(lm: LoadedModel, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+    """The [CLS] and [SEP] word embeddings [1, 1, h] in `dtype` on the model's device, computed once
+    per model, device and dtype (E is frozen)."""
+    emb = lm.embedding_matrix
+    cache = lm.extra.setdefault("cls_sep", {})
+    key = (emb.device, dtype)
+    if key not in cache:
+        with torch.no_grad():
+            cache[key] = tuple(emb[i].detach().to(dtype).view(1, 1, -1).clone() for i in (lm.cls_id, lm.sep_id))
+    return cache[key]
+
+
 def sequence_embeds(lm: LoadedModel, pre_ln: Tensor) -> Tensor:
     """[CLS] x_1..x_l [SEP] in word-embedding space. pre_ln: [batch, l, hidden] -> [batch, l+2, hidden]."""
-    emb = lm.embedding_matrix
     batch = pre_ln.shape[0]
-    cls = emb[lm.cls_id].to(pre_ln.dtype).expand(batch, 1, -1)
-    sep = emb[lm.sep_id].to(pre_ln.dtype).expand(batch, 1, -1)
-    return torch.cat([cls, pre_ln, sep], dim=1)
+    cls, sep = cls_sep(lm, pre_ln.dtype)
+    return torch.cat([cls.expand(batch, 1, -1), pre_ln, sep.expand(batch, 1, -1)], dim=1)
 
 
 def embed(lm: LoadedModel, word_embeds: Tensor) -> Tensor:
@@ -49,20 +59,26 @@ def capture_dense(lm: LoadedModel, position: int) -> Iterator[list[Tensor]]:
 
 
 def run_layers(
-    lm: LoadedModel, hidden: Tensor, position: int, depth: int, active: list[int] | None = None
+    lm: LoadedModel, hidden: Tensor, position: int, depth: int, active: list[int] | None = None,
+    captured: list[Tensor] | None = None,
 ) -> list[Tensor]:
     """Run encoder layers 1..depth on hidden [batch, seq, h]; return acts per layer, each [rows_i, h].
 
     `active[i]` (optional) is how many leading rows still need layer i+1: rows sorted by target
     depth, descending, let the batch shrink as it goes deeper. Rows past `active` are not computed.
+    `captured`: the list of an enclosing `capture_dense(lm, position)` (hooks registered once for
+    many forwards, as `optimize` does); without it, hooks are registered for this call alone.
     """
-    with capture_dense(lm, position) as captured:
-        for i, layer in enumerate(lm.model.encoder.layer[:depth]):
-            if active is not None:
-                hidden = hidden[: active[i]]
-            out = layer(hidden)
-            hidden = out[0] if isinstance(out, tuple) else out
-    return captured
+    if captured is None:
+        with capture_dense(lm, position) as own:
+            return run_layers(lm, hidden, position, depth, active, own)
+    captured.clear()
+    for i, layer in enumerate(lm.model.encoder.layer[:depth]):
+        if active is not None:
+            hidden = hidden[: active[i]]
+        out = layer(hidden)
+        hidden = out[0] if isinstance(out, tuple) else out
+    return list(captured)
 
 
 def activations(

@@ -35,6 +35,19 @@ _REQUIRED = (
 )
 
 
+# The attention implementation per device type, from benchmarks/engine.py's eager/sdpa measurement.
+# CPU: eager (on 3-token inputs a plain attention beats the fused kernels; benchmarks/RESULTS.md).
+# CUDA: eager until benchmarks/gpu_check.sh has measured sdpa there; eager is also deterministic under
+# torch.use_deterministic_algorithms, which the fused kernels' backward passes are not all documented to be.
+ATTENTION = {"cpu": "eager", "cuda": "eager"}
+
+
+def attention_for(device) -> str:
+    """The attention implementation `load_model` uses on `device` when none is named."""
+    kind = getattr(device, "type", None) or str(device).split(":")[0]
+    return ATTENTION.get(kind, "eager")
+
+
 @dataclass
 class LoadedModel:
     """A frozen encoder plus what the method needs around it."""
@@ -120,13 +133,14 @@ def load_model(
     spec: str = DEFAULT_MODEL,
     device: str | torch.device = "cpu",
     dtype: torch.dtype = torch.float32,
-    attn_implementation: str = "eager",
+    attn_implementation: str | None = None,
 ) -> LoadedModel:
     """Load a frozen BERT-layout encoder in eval mode.
 
-    `attn_implementation="eager"` by default: on 3-token inputs a plain attention is faster than
-    fused kernels and computes the same function.
+    `attn_implementation` None: the device type's choice in ATTENTION (eager on CPU: on 3-token inputs
+    a plain attention is faster than fused kernels and computes the same function).
     """
+    attn_implementation = attn_implementation or attention_for(device)
     path, model_id = resolve_source(spec)
     is_local = Path(path).exists()
     kwargs = {"attn_implementation": attn_implementation, "dtype": dtype}

@@ -7,7 +7,7 @@ mean of a_i over I (the paper's sum_{i in I} a_i / k), built from the single-neu
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Iterable, Sequence
 
 import torch
@@ -73,24 +73,45 @@ def group(neurons: Iterable[Neuron], label: str) -> Objective:
 
 @dataclass
 class CompiledObjectives:
-    """A batch of objectives as per-layer (row, column, weight) index tensors.
+    """A batch of objectives as per-layer dense weight matrices.
 
     Rows are in the caller's order; `order` sorts them by depth, deepest first, so the forward pass
     can drop rows whose target layers are done (`active[i]` rows need layer i+1).
+
+    The objective of a row is sum over layers of (acts_i * W_i).sum(-1): an elementwise product and a
+    fixed-shape reduction, forward and backward, so no scatter or indexed accumulation (index_add,
+    index_put with accumulate, gather's backward), which torch documents as nondeterministic on CUDA.
+    W_i is [active_i, h], zero outside a row's members: at most L x batch x h values.
     """
 
     order: Tensor  # [batch] row permutation, deepest first
     active: list[int]  # per layer: how many sorted rows need it
-    per_layer: list[tuple[Tensor, Tensor, Tensor]]  # per layer: sorted row, neuron index, weight
+    dense: list[Tensor | None]  # per layer: weights [active_i, h], float64 on the CPU; None: no row reads it
     depth: int
+    device: torch.device | str = "cpu"  # where `weights(dtype)` puts them
+    _cast: dict = field(default_factory=dict, repr=False)
+
+    def weights(self, dtype: torch.dtype) -> list[Tensor | None]:
+        """The per-layer weights in `dtype` on the device, converted once per dtype."""
+        if dtype not in self._cast:
+            self._cast[dtype] = [None if w is None else w.to(self.device, dtype) for w in self.dense]
+        return self._cast[dtype]
 
     def evaluate(self, acts: list[Tensor], batch: int) -> Tensor:
-        """Objective per sorted row [batch] from per-layer activations acts[i] [active[i], h]."""
-        total = acts[0].new_zeros(batch)
-        for layer_acts, (rows, cols, weights) in zip(acts, self.per_layer):
-            if rows.numel():
-                total = total.index_add(0, rows, layer_acts[rows, cols] * weights.to(layer_acts.dtype))
-        return total
+        """Objective per sorted row [batch] from per-layer activations acts[i] [active[i], h].
+
+        Accumulated in float32 whatever the activations' dtype (bfloat16 under autocast), float64
+        for a float64 model."""
+        dtype = torch.promote_types(acts[0].dtype, torch.float32)
+        total = None
+        for layer_acts, weights in zip(acts, self.weights(dtype)):
+            if weights is None:
+                continue
+            value = (layer_acts.to(dtype) * weights).sum(-1)
+            if value.shape[0] < batch:
+                value = torch.cat([value, value.new_zeros(batch - value.shape[0])])
+            total = value if total is None else total + value
+        return total if total is not None else acts[0].new_zeros(batch, dtype=dtype)
 
 
 def compile_objectives(objectives: Sequence[Objective], hidden_size: int, device) -> CompiledObjectives:
@@ -99,18 +120,12 @@ def compile_objectives(objectives: Sequence[Objective], hidden_size: int, device
     sorted_depths = depths[order]
     depth = int(sorted_depths.max())
     active = [int((sorted_depths >= layer).sum()) for layer in range(1, depth + 1)]
-    entries: list[list[tuple[int, int, float]]] = [[] for _ in range(depth)]
+    dense: list[Tensor | None] = [None] * depth
     for row, original in enumerate(order.tolist()):
         for n, w in objectives[original].terms:
-            if n.layer < 1 or not 0 <= n.index < hidden_size:  # layer 0 would index entries[-1]
+            if n.layer < 1 or not 0 <= n.index < hidden_size:  # layer 0 would index dense[-1]
                 raise ObjectiveError(f"{objectives[original].label}: neuron {n} is out of range")
-            entries[n.layer - 1].append((row, n.index, w))
-    per_layer = []
-    for layer_entries in entries:
-        rows, cols, weights = zip(*layer_entries) if layer_entries else ((), (), ())
-        per_layer.append((
-            torch.tensor(rows, dtype=torch.long, device=device),
-            torch.tensor(cols, dtype=torch.long, device=device),
-            torch.tensor(weights, dtype=torch.float64, device=device),
-        ))
-    return CompiledObjectives(order.to(device), active, per_layer, depth)
+            if dense[n.layer - 1] is None:
+                dense[n.layer - 1] = torch.zeros(active[n.layer - 1], hidden_size, dtype=torch.float64)
+            dense[n.layer - 1][row, n.index] += w
+    return CompiledObjectives(order.to(device), active, dense, depth, device)

@@ -24,7 +24,7 @@ import torch
 from torch import Tensor
 
 from .errors import ObjectiveError
-from .hooks import embed, run_layers, sequence_embeds
+from .hooks import capture_dense, embed, run_layers, sequence_embeds
 from .model import LoadedModel
 from .objectives import CompiledObjectives, Objective, compile_objectives
 from .precision import default_precision, step_context
@@ -73,10 +73,11 @@ def initial_embeds(lm: LoadedModel, seeds: Sequence[int], config: OptimConfig, c
     return torch.cat(out)
 
 
-def _forward(lm, compiled: CompiledObjectives, pre_ln: Tensor, position: int) -> Tensor:
-    """Objective per (depth-sorted) row [b] for pre-LN inputs [b, l, h]."""
+def _forward(lm, compiled: CompiledObjectives, pre_ln: Tensor, position: int, captured=None) -> Tensor:
+    """Objective per (depth-sorted) row [b] for pre-LN inputs [b, l, h]; `captured`: the list of an
+    enclosing `capture_dense` (hooks registered once per `optimize` call)."""
     hidden = embed(lm, sequence_embeds(lm, pre_ln))
-    acts = run_layers(lm, hidden, position, compiled.depth, compiled.active)
+    acts = run_layers(lm, hidden, position, compiled.depth, compiled.active, captured)
     return compiled.evaluate(acts, pre_ln.shape[0])
 
 
@@ -111,10 +112,12 @@ def optimize(
     step_fn = _plain_steps if config.method == "plain" else _preconditioned_steps
     mode = _mode(precision, autocast_dtype, lm.device)
     flags, autocast = step_context(mode, lm.device, lm.dtype)
-    with flags:
-        pre_ln, grad_sum, trace, trace_steps = step_fn(lm, compiled, sorted_seeds, config, autocast, callback)
-    with torch.no_grad(), step_context("fp32", lm.device)[0]:  # final values in IEEE float32 (or float64)
-        final = _forward(lm, compiled, pre_ln, config.position)
+    with capture_dense(lm, config.position) as captured:  # hooks once per call, not per forward
+        with flags:
+            pre_ln, grad_sum, trace, trace_steps = step_fn(lm, compiled, sorted_seeds, config, autocast, callback,
+                                                           captured)
+        with torch.no_grad(), step_context("fp32", lm.device)[0]:  # final values in IEEE float32 (or float64)
+            final = _forward(lm, compiled, pre_ln, config.position, captured)
         analysis = embed(lm, sequence_embeds(lm, pre_ln))[:, 1:-1]
     inverse = torch.argsort(order)
     return OptimResult(
@@ -148,15 +151,22 @@ def _record(trace: list, trace_steps: list, step: int, every: int, obj: Tensor) 
 
 
 def preconditioner(lm: LoadedModel) -> Tensor:
-    """E^T E [h, h], computed once per loaded model (E is frozen)."""
+    """E^T E [h, h] in the model's dtype, on its device: computed once per loaded model (E is frozen),
+    in float64 whatever the precision mode, autocast or TF32 setting around the call, then rounded
+    once to the model's dtype. So every mode uses the same exact matrix: none can change what
+    another uses (a product computed inside a tf32 run and cached would carry TF32's rounding into
+    every later fp32 run)."""
     emb = lm.embedding_matrix
-    cached = lm.extra.get("preconditioner")
-    if cached is None or cached.device != emb.device or cached.dtype != emb.dtype:
-        cached = lm.extra["preconditioner"] = emb.T @ emb
-    return cached
+    key = (emb.device, emb.dtype)
+    cache = lm.extra.setdefault("preconditioner", {})
+    if key not in cache:
+        with torch.no_grad(), torch.autocast(emb.device.type, enabled=False):
+            e64 = emb.detach().double()
+            cache[key] = (e64.T @ e64).to(emb.dtype)
+    return cache[key]
 
 
-def _preconditioned_steps(lm, compiled, seeds, config, autocast, callback):
+def _preconditioned_steps(lm, compiled, seeds, config, autocast, callback, captured=None):
     precond = preconditioner(lm)
     e = initial_embeds(lm, seeds, config)
     grad_sum = torch.zeros_like(e)
@@ -164,7 +174,7 @@ def _preconditioned_steps(lm, compiled, seeds, config, autocast, callback):
     for step in range(config.steps):
         e.requires_grad_(True)
         with autocast:
-            obj = _forward(lm, compiled, e, config.position)
+            obj = _forward(lm, compiled, e, config.position, captured)
         (grad,) = torch.autograd.grad(obj.sum(), e)
         grad = grad.to(e.dtype)
         _record(trace, trace_steps, step, config.trace_every, obj)
@@ -176,7 +186,7 @@ def _preconditioned_steps(lm, compiled, seeds, config, autocast, callback):
     return e.detach(), grad_sum, _stack(trace, e), trace_steps
 
 
-def _plain_steps(lm, compiled, seeds, config, autocast, callback):
+def _plain_steps(lm, compiled, seeds, config, autocast, callback, captured=None):
     emb = lm.embedding_matrix
     x = torch.stack([initial_x(s, config.length, lm.vocab_size, config.init_std, emb.dtype) for s in seeds])
     x = x.to(emb.device).requires_grad_(True)
@@ -185,7 +195,7 @@ def _plain_steps(lm, compiled, seeds, config, autocast, callback):
     for step in range(config.steps):
         opt.zero_grad(set_to_none=True)
         with autocast:
-            obj = _forward(lm, compiled, x @ emb, config.position)
+            obj = _forward(lm, compiled, x @ emb, config.position, captured)
         (-obj.sum()).backward()  # loss = -objective: SGD descent is ascent on the objective
         _record(trace, trace_steps, step, config.trace_every, obj)
         opt.step()

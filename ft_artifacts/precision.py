@@ -4,8 +4,9 @@ fidelity of a mode against fp32 and the rule that picks the GPU default from mea
 Modes (whatever the mode, the final activation is re-evaluated in float32 by `optimize`):
 - `fp32`: IEEE float32 everywhere.
 - `tf32`: float32 tensors; on CUDA, matrix products run on tensor cores in TF32 (10-bit mantissa).
-  `torch.backends.cuda.matmul.allow_tf32` and `torch.backends.cudnn.allow_tf32` are set only while
-  the steps run and restored afterwards. On CPU those flags change nothing: tf32 computes exactly fp32.
+  The TF32 switches (`fp32_precision` where torch has it, else the legacy `allow_tf32` flags, see
+  `tf32_flags`) are set only while the steps run and restored afterwards. On CPU they change
+  nothing: tf32 computes exactly fp32.
 - `bf16`: `torch.autocast` to bfloat16 around each step's forward pass; the iterate and the
   preconditioned update stay float32.
 
@@ -71,21 +72,79 @@ def autocast_dtype(mode: str):
     return torch.bfloat16 if check(mode) == "bf16" else None
 
 
+# The TF32 switches that matter here: cuBLAS matmuls and cuDNN convolutions. torch >= 2.9 offers the
+# `fp32_precision` attributes ("ieee", "tf32" or "none": inherit); reading a legacy `allow_tf32` flag
+# in a process that used them raises ("mix of the legacy and new APIs"), so the legacy flags are
+# used only by a torch that has no `fp32_precision` attributes.
+def _tf32_switches():
+    """[(owner object, new-API attribute or None, legacy attribute)] of this torch."""
+    import torch
+
+    matmul, cudnn = torch.backends.cuda.matmul, torch.backends.cudnn
+    conv = getattr(cudnn, "conv", None)
+    if _has_new_api(matmul):
+        return [(matmul, "fp32_precision"), (conv if conv is not None else cudnn, "fp32_precision")]
+    return [(matmul, "allow_tf32"), (cudnn, "allow_tf32")]
+
+
+def _has_new_api(matmul) -> bool:
+    try:
+        matmul.fp32_precision  # noqa: B018 - an attribute served by __getattr__
+    except (AttributeError, RuntimeError):
+        return False
+    return True
+
+
+def tf32_state() -> tuple:
+    """The process's TF32 switches as the API in use spells them: ("ieee"|"tf32"|"none", ...) with the
+    `fp32_precision` attributes, (bool, bool) with the legacy flags."""
+    return tuple(getattr(owner, name) for owner, name in _tf32_switches())
+
+
+def _set_tf32(values) -> None:
+    for (owner, name), value in zip(_tf32_switches(), values):
+        setattr(owner, name, value)
+
+
 @contextlib.contextmanager
 def tf32_flags(enabled: bool, device) -> Iterator[None]:
-    """Set the CUDA TF32 flags for the block and restore them after, also on error; a no-op off CUDA."""
+    """TF32 on (enabled) or off (IEEE float32) for CUDA matmuls and convolutions in the block, and the
+    caller's settings back after, also on error; a no-op off CUDA. Uses the `fp32_precision` attributes
+    where torch has them and the legacy `allow_tf32` flags only where it does not, never a mix, so it
+    works whatever the process did before (`torch.set_float32_matmul_precision("high")`,
+    `torch.backends.fp32_precision = "tf32"`, transformers' `enable_tf32`, the legacy flags)."""
+    if _device_type(device) != "cuda":
+        yield
+        return
+    saved = tf32_state()
+    new_api = isinstance(saved[0], str)
+    _set_tf32([("tf32" if enabled else "ieee") if new_api else enabled] * len(saved))
+    try:
+        yield
+    finally:
+        _set_tf32(saved)
+
+
+@contextlib.contextmanager
+def deterministic(device) -> Iterator[None]:
+    """On CUDA: `torch.use_deterministic_algorithms(True)` for the block, with the cuBLAS workspace
+    setting it needs (CUBLAS_WORKSPACE_CONFIG=:4096:8 unless already set; it stays set, as cuBLAS reads
+    it once). A nondeterministic op then raises instead of silently changing the bytes of a build.
+    The caller's setting is restored after. A no-op off CUDA (CPU kernels are deterministic)."""
+    import os
+
     import torch
 
     if _device_type(device) != "cuda":
         yield
         return
-    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = enabled
-    torch.backends.cudnn.allow_tf32 = enabled
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    saved = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
+    torch.use_deterministic_algorithms(True)
     try:
         yield
     finally:
-        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+        torch.use_deterministic_algorithms(saved[0], warn_only=saved[1])
 
 
 def step_context(mode: str, device, dtype=None):

@@ -32,13 +32,18 @@ def group_objective(lm: LoadedModel, scan: VocabScan, word: str, selection: str,
 
 
 def vocab_stats(
-    scan: VocabScan, objectives: Sequence[Objective], target_ids: Sequence[int | None] | None = None, chunk: int = 128
+    scan: VocabScan, objectives: Sequence[Objective], target_ids: Sequence[int | None] | None = None,
+    chunk: int = 128, device=None,
 ) -> list[dict]:
     """Per objective, from the scan: the vocabulary item that maximizes it (`token`, `value`) and, where
     `target_ids[j]` is given, the value of that token alone (`target`).
 
-    Multi-neuron objectives are evaluated for every token at once, one [V, L*H] x [L*H, chunk] product
-    per chunk of objectives; single neurons read the scan's a_max and argmax.
+    Single neurons read the scan's a_max and argmax. Multi-neuron objectives, on a CUDA (or other
+    non-CPU) `device` (the model's): the scan is copied there once and each objective gathers its
+    member columns ([V, k]) and sums them in float32 (`gather_stats`). On the CPU (device None or
+    cpu): one [V, L*H] x [L*H, chunk] float32 product per chunk of objectives, which measured faster
+    there than gathering columns of the row-major matrix (bert-base shape, 800 groups: 12.8 s against
+    197 s for per-chunk column gathers, one thread).
     """
     targets = list(target_ids) if target_ids is not None else [None] * len(objectives)
     stats: list[dict] = [{} for _ in objectives]
@@ -47,6 +52,13 @@ def vocab_stats(
         ((n, w),) = objectives[j].terms
         col = n.flat(scan.hidden_size)
         stats[j] = {"token": int(scan.argmax[col]), "value": float(scan.a_max[col]) * w}
+    device = torch.device(device if device is not None else "cpu")
+    if dense and device.type != "cpu":
+        acts = _to_device(scan.acts, device)
+        for j, st in zip(dense, gather_stats(acts, [objectives[j] for j in dense], [targets[j] for j in dense],
+                                             scan.hidden_size)):
+            stats[j] = st
+        return stats
     for start in range(0, len(dense), chunk):
         part = dense[start:start + chunk]
         weights = np.zeros((scan.acts.shape[1], len(part)), dtype=np.float32)
@@ -60,6 +72,40 @@ def vocab_stats(
             if targets[j] is not None:
                 stats[j]["target"] = float(values[targets[j], c])
     return stats
+
+
+def gather_stats(acts: torch.Tensor, objectives: Sequence[Objective], targets: Sequence[int | None],
+                 hidden_size: int) -> list[dict]:
+    """vocab_stats of multi-neuron objectives from the scan's activations `acts` [V, L*H] (float32, on
+    any device): each objective's member columns gathered and summed with its weights, in float32."""
+    out = []
+    for obj, target in zip(objectives, targets):
+        cols, weights = _members(obj, hidden_size)
+        values = (acts.index_select(1, torch.from_numpy(cols).to(acts.device))
+                  * torch.from_numpy(weights).to(acts.device)).sum(1)  # [V]
+        best = int(values.argmax())  # the first token reaching the maximum, as in the scan
+        out.append({"token": best, "value": float(values[best])})
+        if target is not None:
+            out[-1]["target"] = float(values[target])
+    return out
+
+
+def _to_device(acts: np.ndarray, device, rows: int = 4096) -> torch.Tensor:
+    """The scan's [V, L*H] activations as float32 on `device`, copied in blocks of rows (a memory map
+    or float16 storage is never converted whole on the host)."""
+    out = torch.empty(acts.shape, dtype=torch.float32, device=device)
+    for start in range(0, acts.shape[0], rows):
+        out[start:start + rows] = torch.from_numpy(np.asarray(acts[start:start + rows], dtype=np.float32))
+    return out
+
+
+def _members(objective: Objective, hidden_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """An objective's distinct flat neuron indices (sorted) and their summed weights (float32)."""
+    merged: dict[int, float] = {}
+    for n, w in objective.terms:
+        merged[n.flat(hidden_size)] = merged.get(n.flat(hidden_size), 0.0) + w
+    cols = np.array(sorted(merged), dtype=np.int64)
+    return cols, np.array([merged[c] for c in cols], dtype=np.float32)
 
 
 @dataclass(frozen=True)
@@ -162,11 +208,13 @@ def make_rows(
 
 
 def targets_for(
-    scan: VocabScan, objectives: Sequence[Objective], groups: Sequence[tuple[str, int, str, int] | None] | None = None
+    scan: VocabScan, objectives: Sequence[Objective], groups: Sequence[tuple[str, int, str, int] | None] | None = None,
+    device=None,
 ) -> list[RowTarget]:
-    """Row targets from the scan: groups[j] = (word, word id, selection, k) for a word's group."""
+    """Row targets from the scan: groups[j] = (word, word id, selection, k) for a word's group; the
+    groups' statistics are computed on `device` (the model's; None: the CPU)."""
     groups = list(groups) if groups is not None else [None] * len(objectives)
-    stats = vocab_stats(scan, objectives, [g[1] if g else None for g in groups])
+    stats = vocab_stats(scan, objectives, [g[1] if g else None for g in groups], device=device)
     out = []
     for obj, g, st in zip(objectives, groups, stats):
         if g is None:
@@ -195,6 +243,6 @@ def textualize(
     device's default, see ft_artifacts.precision)."""
     groups = list(groups) if groups is not None else [None] * len(objectives)
     keyed = [(g[0], lm.token_id(g[0]), g[1], g[2]) if g else None for g in groups]
-    targets = targets_for(scan, objectives, keyed)
+    targets = targets_for(scan, objectives, keyed, device=lm.device)
     result = optimize(lm, objectives, config, precision=precision, callback=callback)
     return make_rows(lm.tokens, torch.from_numpy(scan.analysis), result, targets, nearest)

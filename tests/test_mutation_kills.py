@@ -95,8 +95,8 @@ def test_group_weights_are_exact_in_float64(tiny_lm):
 
     obj = group([Neuron(1, 0), Neuron(2, 1), Neuron(3, 2)], "g")
     compiled = compile_objectives([obj], tiny_lm.hidden_size, "cpu")
-    weights = torch.cat([w for _, _, w in compiled.per_layer])
-    assert weights.dtype == torch.float64 and (weights == 1 / 3).all()
+    weights = torch.cat([w[w != 0] for w in compiled.dense if w is not None])
+    assert weights.dtype == torch.float64 and weights.numel() == 3 and (weights == 1 / 3).all()
 
 
 # --- objectives: labels name the rows and seed their initial inputs -------------------------------------------------

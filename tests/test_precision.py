@@ -16,7 +16,8 @@ from ft_artifacts.naming import Neuron
 from ft_artifacts.objectives import group, neuron
 from ft_artifacts.optimize import OptimConfig, optimize
 from ft_artifacts.precision import (CPU_DEFAULT, GPU_DEFAULT, PRECISIONS, choose_default, compare, default_precision,
-                                    preferred, step_context, tf32_flags, vocabulary_keys)
+                                    preferred, step_context, tf32_flags, tf32_state, vocabulary_keys)
+from ft_artifacts.precision import _set_tf32, deterministic
 
 OBJECTIVES = [neuron(Neuron(1, 3)), group([Neuron(1, 2), Neuron(3, 5), Neuron(2, 7)], "g"), neuron(Neuron(3, 0))]
 CONFIG = OptimConfig(steps=5, lr=1.0, trace_every=1)
@@ -24,13 +25,13 @@ CONFIG = OptimConfig(steps=5, lr=1.0, trace_every=1)
 
 @pytest.fixture
 def saved_flags():
-    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    saved = tf32_state()
     yield saved
-    torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+    _set_tf32(saved)
 
 
 def flags():
-    return torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    return tf32_state()
 
 
 def test_modes_and_defaults():
@@ -82,29 +83,108 @@ def test_bad_modes_are_refused(tiny, call, match):
 
 
 def test_tf32_flags_are_scoped_to_cuda_and_restored(saved_flags):
-    torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = False, True
+    """The CUDA branch, driven on CPU: the switches exist in CPU builds of torch."""
+    _set_tf32(("ieee", "tf32"))
     with tf32_flags(True, "cpu"):
-        assert flags() == (False, True)  # a no-op off CUDA
+        assert flags() == ("ieee", "tf32")  # a no-op off CUDA
     with tf32_flags(True, torch.device("cuda")):
-        assert flags() == (True, True)
-    assert flags() == (False, True)
-    with pytest.raises(RuntimeError):
+        assert flags() == ("tf32", "tf32")
+    assert flags() == ("ieee", "tf32")
+    with pytest.raises(RuntimeError, match="boom"):
         with tf32_flags(False, "cuda:0"):
-            assert flags() == (False, False)
+            assert flags() == ("ieee", "ieee")
             raise RuntimeError("boom")
-    assert flags() == (False, True)  # restored on error too
+    assert flags() == ("ieee", "tf32")  # restored on error too
 
 
 def test_fp32_mode_turns_tf32_off_for_its_steps(saved_flags):
-    torch.backends.cuda.matmul.allow_tf32 = True
+    _set_tf32(("tf32", "tf32"))
     flag_ctx, cast = step_context("fp32", "cuda")
     with flag_ctx, cast:
-        assert flags()[0] is False
-    assert flags()[0] is True
+        assert flags() == ("ieee", "ieee")
+    assert flags() == ("tf32", "tf32")
     flag_ctx, cast = step_context("bf16", "cpu")
     assert isinstance(cast, torch.autocast)
     _, cast64 = step_context("bf16", "cpu", torch.float64)
     assert not isinstance(cast64, torch.autocast)  # a float64 model is never autocast
+
+
+# What a notebook may have done before textualizing, and what it reads back afterwards to check that
+# it got its own settings back (each in a fresh process: these settings are process-wide and sticky).
+NOTEBOOKS = {
+    "nothing": ("", "(torch.backends.cuda.matmul.fp32_precision, torch.get_float32_matmul_precision())"),
+    "set_float32_matmul_precision": ("torch.set_float32_matmul_precision('high')",
+                                     "(torch.backends.cuda.matmul.fp32_precision, torch.backends.cudnn.conv.fp32_precision)"),
+    "fp32_precision": ("torch.backends.fp32_precision = 'tf32'",
+                       "(torch.backends.cuda.matmul.fp32_precision, torch.backends.cudnn.conv.fp32_precision)"),
+    "legacy": ("torch.backends.cuda.matmul.allow_tf32 = True; torch.backends.cudnn.allow_tf32 = False",
+               "(torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)"),
+}
+NOTEBOOK = """
+import json, sys, torch
+{setup}
+from ft_artifacts.model import load_model
+from ft_artifacts.naming import Neuron
+from ft_artifacts.objectives import neuron
+from ft_artifacts.optimize import OptimConfig, optimize
+from ft_artifacts.precision import PRECISIONS, step_context, tf32_state
+before = {read}
+lm = load_model(sys.argv[1])
+inside, rows = {{}}, {{}}
+for mode in PRECISIONS:
+    with step_context(mode, "cuda")[0]:  # the CUDA branch, as optimize enters it on a GPU
+        inside[mode] = tf32_state()
+    rows[mode] = optimize(lm, [neuron(Neuron(1, 3))], OptimConfig(steps=3, lr=1.0), precision=mode).activation.tolist()
+after = {read}
+print(json.dumps({{"before": before, "after": after, "inside": inside, "rows": rows}}))
+"""
+
+
+@pytest.mark.parametrize("notebook", sorted(NOTEBOOKS))
+def test_precision_flags_work_whatever_the_process_did_before(notebook, tiny_folder):
+    import subprocess
+
+    setup, read = NOTEBOOKS[notebook]
+    script = NOTEBOOK.format(setup=setup, read=read)
+    done = subprocess.run([sys.executable, "-c", script, str(tiny_folder)], capture_output=True, text=True,
+                          timeout=120, env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    got = json.loads(done.stdout.strip().splitlines()[-1])
+    assert got["after"] == got["before"]  # the notebook's own settings, read its own way, are back
+    assert got["inside"] == {"fp32": ["ieee", "ieee"], "tf32": ["tf32", "tf32"], "bf16": ["ieee", "ieee"]}
+    assert all(len(v) == 1 for v in got["rows"].values()) and got["rows"]["tf32"] == got["rows"]["fp32"]
+
+
+def test_legacy_flags_only_where_torch_has_no_fp32_precision(saved_flags, monkeypatch):
+    """A torch without the `fp32_precision` attributes: the legacy flags, saved and restored."""
+    import ft_artifacts.precision as precision
+
+    class Legacy:
+        allow_tf32 = True
+
+    matmul, cudnn = Legacy(), Legacy()
+    cudnn.allow_tf32 = False
+    monkeypatch.setattr(precision, "_has_new_api", lambda _matmul: False)
+    monkeypatch.setattr(torch.backends.cuda, "matmul", matmul)
+    monkeypatch.setattr(torch.backends, "cudnn", cudnn)
+    with tf32_flags(False, "cuda"):
+        assert (matmul.allow_tf32, cudnn.allow_tf32) == (False, False)
+    with tf32_flags(True, "cuda"):
+        assert (matmul.allow_tf32, cudnn.allow_tf32) == (True, True)
+    assert (matmul.allow_tf32, cudnn.allow_tf32) == (True, False)
+
+
+def test_deterministic_on_cuda_sets_and_restores(monkeypatch):
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
+    assert not torch.are_deterministic_algorithms_enabled()
+    with deterministic("cpu"):
+        assert not torch.are_deterministic_algorithms_enabled()
+    with pytest.raises(RuntimeError, match="boom"):
+        with deterministic("cuda:0"):
+            assert torch.are_deterministic_algorithms_enabled()
+            assert __import__("os").environ["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8"
+            raise RuntimeError("boom")
+    assert not torch.are_deterministic_algorithms_enabled()
 
 
 def test_choose_default_takes_the_fastest_eligible_mode():
@@ -153,3 +233,135 @@ def test_build_benchmark_smoke_run(tiny_folder, tmp_path, capsys):
     assert data["objectives"] == 12 and data["actual"]["steps"] == 3
     assert data["fidelity"]["tf32"]["max_rel_diff"] == 0.0  # tf32 is fp32 on CPU
     assert out["paper_preset"]["x_one_at_a_time"] > 0
+
+
+def test_one_exact_preconditioner_whatever_the_mode(tiny):
+    """E^T E is the float64 product rounded once, the same object for every mode, and computing it first
+    inside autocast or inside a TF32 block (the CUDA branch, driven on CPU) changes nothing."""
+    from ft_artifacts.optimize import preconditioner
+
+    e64 = tiny.embedding_matrix.detach().double()
+    exact = (e64.T @ e64).float()
+    tiny.extra.pop("preconditioner", None)
+    with tf32_flags(True, "cuda"), torch.autocast("cpu", dtype=torch.bfloat16):
+        first = preconditioner(tiny)
+    assert first.dtype == torch.float32 and torch.equal(first, exact)
+    runs = {mode: optimize(tiny, OBJECTIVES, CONFIG, precision=mode) for mode in ("tf32", "bf16", "fp32")}
+    assert preconditioner(tiny) is first
+    assert torch.equal(runs["tf32"].trace, optimize(tiny, OBJECTIVES, CONFIG, precision="fp32").trace)
+
+
+def test_objectives_and_traces_accumulate_in_float32_in_every_mode(tiny):
+    """Under bf16 autocast the layers' outputs are bfloat16; the objective summed from them is float32."""
+    from ft_artifacts.objectives import compile_objectives
+
+    compiled = compile_objectives(OBJECTIVES, tiny.hidden_size, "cpu")
+    torch.manual_seed(0)
+    acts = [torch.randn(n, tiny.hidden_size) for n in compiled.active]
+    exact = compiled.evaluate([a.double() for a in acts], len(OBJECTIVES))
+    low = compiled.evaluate([a.bfloat16() for a in acts], len(OBJECTIVES))
+    assert exact.dtype == torch.float64 and low.dtype == torch.float32
+    rounded = compiled.evaluate([a.bfloat16().double() for a in acts], len(OBJECTIVES))
+    torch.testing.assert_close(low.double(), rounded, rtol=1e-6, atol=1e-6)  # float32 sums, not bfloat16 ones
+    bf16 = optimize(tiny, OBJECTIVES, CONFIG, precision="bf16")
+    assert bf16.trace.dtype == torch.float32
+    assert len({round(v, 6) for v in bf16.trace.flatten().tolist()}) > len(OBJECTIVES)
+
+
+# Ops torch documents as nondeterministic on CUDA (torch.use_deterministic_algorithms), by aten name,
+# including the backward kernels of indexing, gather and embedding lookups.
+NONDETERMINISTIC_ON_CUDA = {
+    "index_add", "index_add_", "scatter_add", "scatter_add_", "scatter_reduce", "scatter_reduce_", "scatter",
+    "scatter_", "put", "put_", "index_copy", "index_copy_", "index_reduce", "index_reduce_", "histc",
+    "bincount", "median", "nanmedian", "kthvalue", "mode", "cumsum", "cumsum_", "embedding_dense_backward",
+    "_embedding_bag_backward", "_embedding_bag_dense_backward", "nll_loss_forward", "nll_loss2d_forward",
+    "_ctc_loss_backward", "grid_sampler_2d_backward", "max_unpool2d", "max_unpool3d", "avg_pool3d_backward",
+    "_adaptive_avg_pool2d_backward", "_adaptive_avg_pool3d_backward", "adaptive_max_pool2d_backward",
+    "max_pool3d_with_indices_backward", "index_select_backward", "repeat_interleave",
+}
+
+
+def _aten_ops(run) -> set[str]:
+    """The aten ops (with index_put's accumulate flag) that `run()` dispatches, forward and backward."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    seen: set[str] = set()
+
+    class Record(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            kwargs = kwargs or {}
+            name = func.overloadpacket.__name__
+            if name.startswith(("index_put", "_index_put_impl")):
+                accumulate = kwargs.get("accumulate", args[3] if len(args) > 3 else False)
+                name += "(accumulate)" if accumulate else ""
+            seen.add(name)
+            return func(*args, **kwargs)
+
+    with Record():
+        run()
+    return seen
+
+
+def test_the_build_path_uses_no_op_nondeterministic_on_cuda(tiny):
+    """Every aten op of the optimization (both methods, all modes, forward and backward), the scan, the
+    vocabulary statistics and the nearest-token metrics, recorded as it runs: none is on torch's list."""
+    from ft_artifacts.metrics import cosine_topk, rank_of
+    from ft_artifacts.scan import scan_vocabulary
+    from ft_artifacts.textualize import gather_stats, vocab_stats
+
+    def run():
+        for mode in PRECISIONS:
+            optimize(tiny, OBJECTIVES, CONFIG, precision=mode)
+        optimize(tiny, OBJECTIVES, OptimConfig(steps=2, method="plain"))
+        scan = scan_vocabulary(tiny, batch_size=50)
+        vocab_stats(scan, OBJECTIVES, [None, 5, 7], device=tiny.device)
+        gather_stats(torch.from_numpy(scan.acts), OBJECTIVES, [None, 5, 7], tiny.hidden_size)  # the CUDA path
+        keys = torch.from_numpy(scan.analysis)
+        cosine_topk(keys[:9], keys, 5)
+        rank_of(keys[:9], keys, torch.arange(9))
+
+    ops = _aten_ops(run)
+    assert {"mm", "addmm", "native_layer_norm"} & ops  # the recorder saw the model run
+    bad = {op for op in ops if op in NONDETERMINISTIC_ON_CUDA or op.endswith("(accumulate)")}
+    assert not bad, bad
+
+
+def test_hooks_are_registered_once_per_optimize_call(tiny, monkeypatch):
+    import ft_artifacts.hooks as hooks
+
+    calls = []
+    real = hooks.capture_dense
+
+    def counting(lm, position):
+        calls.append(position)
+        return real(lm, position)
+
+    monkeypatch.setattr(hooks, "capture_dense", counting)
+    monkeypatch.setattr("ft_artifacts.optimize.capture_dense", counting)
+    optimize(tiny, OBJECTIVES, OptimConfig(steps=7, lr=1.0))
+    assert calls == [1]
+    layer = tiny.model.encoder.layer[0].output.dense
+    assert not layer._forward_hooks  # removed after the call
+
+
+def test_vocab_stats_gathered_on_a_device_equal_the_host_product(tiny):
+    """The CUDA path of vocab_stats (member columns gathered on the device), run on a CPU tensor, against
+    the host product: same tokens, same values within float32 rounding."""
+    import numpy as np
+
+    from ft_artifacts.scan import scan_vocabulary
+    from ft_artifacts.textualize import _to_device, gather_stats, vocab_stats
+
+    scan = scan_vocabulary(tiny, batch_size=64)
+    rng = np.random.default_rng(3)
+    width = tiny.num_neurons
+    objectives = [group([Neuron.from_flat(int(i), tiny.hidden_size) for i in rng.choice(width, size, replace=False)],
+                        f"g{size}") for size in (2, 7, 20, width)]
+    targets = [3, None, 11, 0]
+    host = vocab_stats(scan, objectives, targets)
+    acts = _to_device(scan.acts.astype(np.float16), "cpu", rows=17)  # float16 storage, copied in blocks
+    assert acts.dtype == torch.float32 and acts.shape == scan.acts.shape
+    gathered = gather_stats(torch.from_numpy(scan.acts), objectives, targets, tiny.hidden_size)
+    assert [g["token"] for g in gathered] == [h["token"] for h in host]
+    for g, h in zip(gathered, host):
+        assert g.keys() == h.keys() and all(g[k] == pytest.approx(h[k], rel=1e-5, abs=1e-6) for k in g)
