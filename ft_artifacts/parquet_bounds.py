@@ -69,7 +69,7 @@ def check_footer(metadata_list: list, names: list[str], config: str, rows: int, 
         if got != want:
             wrong = next(((n, t, dict(want).get(n)) for n, t in got if dict(want).get(n) != t), None)
             if wrong and wrong[2] is not None:
-                problem = f"column {wrong[0]!r} is {wrong[1]}, expected {wrong[2]}"
+                problem = f"column {wrong[0]!r} is {_plain(wrong[1])}, expected {_plain(wrong[2])}"
             else:
                 problem = (f"its columns are {', '.join(n for n, _ in got)[:200]}, expected "
                            f"{', '.join(n for n, _ in want)}")
@@ -111,6 +111,11 @@ def _check_sizes(metadata, where: str, leaves: int) -> None:
         if sizes[path] > most_bytes:
             raise _refuse(where, f"column {path!r} would decode to {sizes[path]} bytes, more than its {rows} rows "
                                  f"allow ({most_bytes})")
+
+
+def _plain(kind) -> str:
+    """A type as a reader knows it: `list<float>`, not `list<element: float>`."""
+    return str(kind).replace("element: ", "").replace("item: ", "")
 
 
 def _is_text(kind) -> bool:
