@@ -205,7 +205,11 @@ class Artifact:
         entry = self.manifest.indexes[name]
         path = self.path / entry.path
         if path.is_file():
-            return read_index(self._source(entry.path), entry.dimension, entry.rows)
+            source = self._source(entry.path)
+            try:
+                return read_index(source, entry.dimension, entry.rows)
+            except ArtifactError as exc:  # name the file, not the handle it was read through
+                raise ArtifactError(str(exc).replace(source, str(path))) from None
         logger.warning("%s is missing; rebuilding it from the artifact's vectors", entry.path)
         return build_index(vectors())
 
