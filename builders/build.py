@@ -267,6 +267,7 @@ def check_out(out: Path) -> None:
     """Refuse, touching nothing, an `out` that holds files this package's builds do not write."""
     if out.exists() and not out.is_dir():
         raise ArtifactError(f"--out {out} is a file; pass a folder")
+    _check_writable(out)
     if not out.is_dir():
         return
     check_work(out)
@@ -276,6 +277,22 @@ def check_out(out: Path) -> None:
     if foreign:
         raise ArtifactError(f"--out {out} holds files a build does not write ({', '.join(foreign[:3])}"
                             f"{' ...' if len(foreign) > 3 else ''}); pass an empty or new folder")
+
+
+def _check_writable(out: Path) -> None:
+    """Before any model loads: the folder, or the nearest folder above it that exists, must be writable
+    (an OSError naming it otherwise, which the CLI shows as one line)."""
+    import errno
+    import os
+
+    existing = out
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if existing.is_dir() and not os.access(existing, os.W_OK | os.X_OK):
+        raise PermissionError(errno.EACCES, f"cannot write into this folder, so --out {out} cannot be built",
+                              str(existing))
+    if existing.exists() and not existing.is_dir():
+        raise NotADirectoryError(errno.ENOTDIR, f"not a folder, so --out {out} cannot be created", str(existing))
 
 
 def check_work(out: Path) -> None:

@@ -208,3 +208,21 @@ def test_sigterm_stops_a_build_like_ctrl_c(tiny_config, tiny_artifact, tmp_path,
     log = finish(tiny_config, out, caplog)
     assert resumed(log) == {"neurons-00000.parquet", "neurons-00001.parquet"}
     assert_same_artifact(out, tiny_artifact)
+
+
+def test_an_out_that_cannot_be_created_is_an_os_error_naming_it_before_the_model_loads(tiny_config, tmp_path,
+                                                                                       monkeypatch) -> None:
+    from ft_artifacts.builders import build as build_module
+
+    monkeypatch.setattr(build_module, "load_model", lambda *a, **k: pytest.fail("the model loaded first"))
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    with pytest.raises(NotADirectoryError) as error:
+        build_module.build(tiny_config, blocker / "out")
+    assert error.value.filename == str(blocker)
+    if os.geteuid() != 0:  # root writes anywhere
+        locked = tmp_path / "locked"
+        locked.mkdir(mode=0o500)
+        with pytest.raises(PermissionError) as error:
+            build_module.build(tiny_config, locked / "out")
+        assert error.value.filename == str(locked)
