@@ -53,6 +53,8 @@ def make_plan(lm: LoadedModel, config: BuildConfig, work: Path, callback=None, t
             return plan
         except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile) as exc:  # a damaged file: plan again
             logger.warning("the saved plan in %s is unreadable (%s); planning again", work, exc)
+    elif arrays.exists() or spec_path.exists():
+        logger.warning("the saved plan in %s has no %s to vouch for it; planning again", work, RECORD)
     scan = scan_vocabulary(lm, batch_size=config.scan_batch, callback=callback)
     sampled = sample_neurons(lm.num_layers, lm.hidden_size, config.neuron_fraction, config.neuron_seed,
                              config.neurons_per_layer)
