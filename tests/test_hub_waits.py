@@ -179,3 +179,22 @@ def test_with_default_settings_a_silent_hub_fails_within_60_seconds(silent, tmp_
     proc, seconds = run([CLI, "query", "org/name", "--word", "crowd"], silent.endpoint, tmp_path)
     assert_one_line(proc, silent.endpoint, "HF_HUB_OFFLINE")
     assert seconds < 60
+
+
+from hubserver import hub_server  # noqa: E402,F401 - pytest fixture
+from test_publish import REPO_ID, artifact, client  # noqa: E402,F401 - pytest fixtures
+
+
+def test_an_unreachable_hub_falls_back_to_the_cached_copy_with_one_warning(client, artifact) -> None:  # noqa: F811
+    client.push(artifact)
+    snapshot = client.call("download_artifact", REPO_ID)["result"]
+    seen = len(client.hub.requests)
+    proc = subprocess.run([sys.executable, "-c", "import logging, sys\nlogging.basicConfig()\n"
+                           "from ft_artifacts.publish import download_artifact\n"
+                           f"print(download_artifact({REPO_ID!r}))"],
+                          env={**client.env, "HF_ENDPOINT": closed_endpoint()}, cwd=client.cwd, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == snapshot and len(client.hub.requests) == seen
+    warnings = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(warnings) == 1 and "cannot reach the Hub" in warnings[0] and "using the cached copy" in warnings[0]
