@@ -30,7 +30,7 @@ def art(tiny_artifact: Path, tmp_path: Path) -> Path:
 
 def reseal(root: Path, rel: str, data: bytes, rows: int | None = None) -> None:
     """Write `data` as `rel` and edit build_info.json to list it (and `rows`), as a hostile publisher would."""
-    from ft_artifacts.manifest import ConfigEntry, FileEntry, read_manifest, write_manifest
+    from ft_artifacts.manifest import ConfigEntry, FileEntry, read_manifest
 
     (root / rel).write_bytes(data)
     manifest = read_manifest(root)

@@ -15,7 +15,6 @@ from pathlib import Path
 
 import pytest
 
-from artifact_fixtures import tiny_build_config  # noqa: F401 - the fixtures module must import cleanly
 
 pytest_plugins = ["artifact_fixtures"]
 
