@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 import time
 from contextlib import contextmanager
 from dataclasses import replace
@@ -38,6 +37,7 @@ from ft_artifacts.settings import check_length, check_selection
 from ft_artifacts.schema import features
 from ft_artifacts.textualize import make_rows
 
+from . import resume
 from .distributed import RankError, World
 from .plan import Plan, make_plan
 from .presets import BuildConfig
@@ -66,8 +66,9 @@ def build(
     torch's deterministic algorithms (ft_artifacts.precision.deterministic)."""
     world = world or World()
     try:  # IEEE float32 outside the steps of a tf32 run: the scan, statistics and final values
-        with deterministic(device), tf32_flags(False, device):
-            return _build(config, out, device, precision, progress, keep_work, repo_id, world)
+        with _stop_on_sigterm(), _watch_parent(world), deterministic(device), tf32_flags(False, device):
+            return _build(config, Path(out), device=device, precision=precision, progress=progress,
+                          keep_work=keep_work, repo_id=repo_id, world=world)
     except RankError:
         raise
     except Exception as exc:
@@ -75,8 +76,7 @@ def build(
         raise
 
 
-def _build(config: BuildConfig, out, device: str, precision, progress, keep_work: bool, repo_id, world: World) -> Path:
-    out = Path(out)
+def _build(config: BuildConfig, out: Path, *, device, precision, progress, keep_work, repo_id, world: World) -> Path:
     work = out / WORK
     started = time.monotonic()
     if Path(config.model).expanduser().exists():  # one identity for a local model, however it is spelled
@@ -107,14 +107,69 @@ def _build(config: BuildConfig, out, device: str, precision, progress, keep_work
                         "wall_seconds": round(time.monotonic() - started, 1), **_chunk_seconds(chunks),
                         "machine": _machine(lm)}
 
-            pack_artifact(out, tables=_tables(lm, plan, chunks), model=model_info(lm), settings=config.to_dict(),
+            pack_artifact(out, tables=_tables(lm, plan, chunks, config), model=model_info(lm), settings=config.to_dict(),
                           settings_table=settings_table(config, lm), words=plan.words,
                           nonpositive_max=plan.nonpositive_max, tmp_dir=tmp, progress=stage(progress, "packing"),
                           repo_id=repo_id, runtime=runtime)
         world.barrier()
     if world.main and not keep_work:
-        shutil.rmtree(work, ignore_errors=True)
+        resume.clear(work)  # only the files a build writes; anything else stays, and so does its folder
     return out
+
+
+@contextmanager
+def _stop_on_sigterm():
+    """SIGTERM stops a build as Ctrl-C does (KeyboardInterrupt: finished chunks kept, temporary files
+    left only in `.partial/tmp/`). Only the main thread can set a handler; elsewhere nothing changes."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum, _frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+ORPHAN_POLL_SECONDS = 1.0
+ORPHAN_GRACE_SECONDS = 10.0
+
+
+@contextmanager
+def _watch_parent(world: World):
+    """Under torchrun, stop this worker when its agent (the parent process) is gone: a worker reparented
+    to another process sends itself SIGTERM, and exits outright if it is still running (stuck in a
+    collective) after a grace period. So the folder's lock is freed within seconds, not minutes."""
+    import os
+    import signal
+    import threading
+
+    if world.size <= 1:
+        yield
+        return
+    parent, done = os.getppid(), threading.Event()
+
+    def watch():
+        while not done.wait(ORPHAN_POLL_SECONDS):
+            if os.getppid() != parent:
+                logger.error("rank %d: the torchrun agent (pid %d) is gone; stopping", world.rank, parent)
+                os.kill(os.getpid(), signal.SIGTERM)
+                time.sleep(ORPHAN_GRACE_SECONDS)  # still here: stuck in a collective, or in leaving the group
+                os._exit(1)
+
+    thread = threading.Thread(target=watch, name="ft-artifacts-parent-watch", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
 
 
 @contextmanager
@@ -215,14 +270,47 @@ def check_out(out: Path) -> None:
     """Refuse, touching nothing, an `out` that holds files this package's builds do not write."""
     if out.exists() and not out.is_dir():
         raise ArtifactError(f"--out {out} is a file; pass a folder")
+    _check_writable(out)
     if not out.is_dir():
         return
+    check_work(out)
     ours = set(artifact_paths())
     foreign = sorted(p.relative_to(out).as_posix() for p in out.rglob("*")
                      if not p.is_dir() and p.relative_to(out).parts[0] != WORK and p.relative_to(out).as_posix() not in ours)
     if foreign:
         raise ArtifactError(f"--out {out} holds files a build does not write ({', '.join(foreign[:3])}"
                             f"{' ...' if len(foreign) > 3 else ''}); pass an empty or new folder")
+
+
+def _check_writable(out: Path) -> None:
+    """Before any model loads: the folder, or the nearest folder above it that exists, must be writable
+    (an OSError naming it otherwise, which the CLI shows as one line)."""
+    import errno
+    import os
+
+    existing = out
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if existing.is_dir() and not os.access(existing, os.W_OK | os.X_OK):
+        raise PermissionError(errno.EACCES, f"cannot write into this folder, so --out {out} cannot be built",
+                              str(existing))
+    if existing.exists() and not existing.is_dir():
+        raise NotADirectoryError(errno.ENOTDIR, f"not a folder, so --out {out} cannot be created", str(existing))
+
+
+def check_work(out: Path) -> None:
+    """Refuse, touching nothing, a `.partial/` that is a symbolic link or holds what a build does not write
+    (a build deletes only its own files; it follows no links)."""
+    work = out / WORK
+    if work.is_symlink():
+        raise ArtifactError(f"{work} is a symbolic link; a build writes only into a folder of its own: remove the "
+                            "link, or pass another --out")
+    if work.exists() and not work.is_dir():
+        raise ArtifactError(f"{work} is not a folder; remove it, or pass another --out")
+    foreign = resume.foreign_entries(work) if work.is_dir() else []
+    if foreign:
+        raise ArtifactError(f"{work} holds what a build does not write ({', '.join(foreign[:3])}"
+                            f"{' ...' if len(foreign) > 3 else ''}); move it away, or pass another --out")
 
 
 def _identity(config: BuildConfig, lm: LoadedModel) -> dict:
@@ -263,7 +351,7 @@ def _claim(out: Path, config: BuildConfig, lm: LoadedModel) -> Path:
             raise ArtifactError(f"--out {out} holds artifact files ({', '.join(present[:3])}) but no build of its own; "
                                 "pass an empty or new folder")
     tmp = work / "tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
+    resume.clear(work, only="tmp/")  # a killed run's temporary files, and nothing else
     tmp.mkdir(parents=True, exist_ok=True)
     if not marker.exists():
         with atomic_path(marker, tmp_dir=tmp) as path:
@@ -281,13 +369,15 @@ def _optimize(lm, plan: Plan, config: BuildConfig, work: Path, progress, world: 
         files[name] = [work / "chunks" / f"{name}-{i // size:05d}.parquet" for i in range(0, len(targets), size)]
         jobs += [(name, number, path, targets[number * size:(number + 1) * size])
                  for number, path in enumerate(files[name])]
+    owner = resume.identity(_identity(config, lm))
     mine = [job for i, job in enumerate(jobs) if world.mine(i)]
     steps = config.optim.steps
     rows = sum(len(job[3]) for job in mine)
     report = stage(progress, f"optimizing {rows} rows" + (f" (rank {world.rank} of {world.size})" if world.size > 1 else ""))
     for done, (name, _number, path, chunk) in enumerate(mine):
         world.check(force=True)
-        if _chunk_ok(path, name, len(chunk)):
+        which = chunk_identity(owner, path, chunk)
+        if _chunk_ok(path, name, len(chunk), which):
             logger.info("resuming: %s already optimized", path.name)
         else:
             def step_report(s, _t, d=done * steps):
@@ -295,32 +385,51 @@ def _optimize(lm, plan: Plan, config: BuildConfig, work: Path, progress, world: 
                 if report:
                     report(d + s, steps * len(mine))
 
-            _write_chunk(lm, plan, config, name, chunk, path, step_report, work / "tmp")
+            _write_chunk(lm, plan, config, name, chunk, path, step_report, work / "tmp", which)
         if report:
             report((done + 1) * steps, steps * len(mine))
     return files
 
 
-def _chunk_ok(path: Path, name: str, rows: int) -> bool:
-    """A finished chunk: readable, with this config's columns and the chunk's row count. A damaged
-    chunk (a disk error, a truncated copy) is logged and optimized again."""
-    if not path.exists():
-        return False
-    import pyarrow.parquet as pq
+def chunk_identity(owner: str, path: Path, targets) -> str:
+    """What a chunk must hold: this build's (settings, model), its file name, and its rows in order."""
+    return resume.identity({"build": owner, "chunk": path.name, "rows": [t.to_dict() for t in targets]})
 
+
+def _chunk_record(path: Path, rows: int, which: str) -> dict:
+    """The chunk's record (its timing file), vouching for exactly this chunk; `resume.Damaged` otherwise."""
+    record = resume.read_record(path.with_suffix(".json"))
+    if record.get("identity") != which or record.get("rows") != rows:
+        raise resume.Damaged(f"{path.with_suffix('.json').name} records another chunk's rows (swapped, or left by "
+                             "another build)")
+    return record
+
+
+def _chunk_bytes(path: Path, rows: int, which: str) -> bytes:
+    """A finished chunk's bytes, checked against the sha256 its record holds."""
+    record = _chunk_record(path, rows, which)
+    return resume.check_entry(path.name, resume.read_bytes(path, resume.PLAN_LIMIT), record)
+
+
+def _chunk_ok(path: Path, name: str, rows: int, which: str) -> bool:
+    """A finished chunk: its record vouches for this chunk's rows, and its bytes match the sha256 recorded
+    when it was written. Anything else (a disk error, a truncated copy, a flipped byte, a swapped or
+    edited chunk) is named in one log line and optimized again."""
+    if not path.exists() and not path.with_suffix(".json").exists():
+        return False
     try:
-        ok = pq.read_metadata(path).num_rows == rows and pq.read_schema(path).names == list(features(name))
-    except Exception as exc:  # noqa: BLE001 - pyarrow raises several types for a damaged file
-        logger.warning("chunk %s is unreadable (%s); optimizing it again", path.name, exc)
+        _chunk_bytes(path, rows, which)
+    except resume.Damaged as exc:
+        logger.warning("chunk %s is unreadable or changed (%s); optimizing it again", path.name, exc)
         return False
-    if not ok:
-        logger.warning("chunk %s does not hold this chunk's rows; optimizing it again", path.name)
-    return ok
+    return True
 
 
-def _write_chunk(lm, plan: Plan, config: BuildConfig, name: str, targets, path: Path, callback, tmp_dir: Path):
-    """Optimize one chunk and write its rows; then its timing beside it (`<chunk>.json`), so a build
-    resumed over several sittings still knows what its optimization cost."""
+def _write_chunk(lm, plan: Plan, config: BuildConfig, name: str, targets, path: Path, callback, tmp_dir: Path,
+                 which: str):
+    """Optimize one chunk and write its rows; then its record beside it (`<chunk>.json`): its sha256,
+    what it holds, and its timing, so a build resumed over several sittings still knows what its
+    optimization cost."""
     import datasets
 
     started = time.monotonic()
@@ -331,11 +440,13 @@ def _write_chunk(lm, plan: Plan, config: BuildConfig, name: str, targets, path: 
         raise _out_of_memory(lm, path, len(targets), config.chunk_rows) from None
     rows = make_rows(lm.tokens, torch.from_numpy(plan.analysis), result, targets, config.nearest)
     table = datasets.Dataset.from_list([to_record(r) for r in rows], features=features(name))
+    path.with_suffix(".json").unlink(missing_ok=True)  # no record vouches for a chunk being rewritten
     with atomic_path(path, tmp_dir=tmp_dir) as tmp:
         table.to_parquet(str(tmp))
-    with atomic_path(path.with_suffix(".json"), tmp_dir=tmp_dir) as tmp:
-        tmp.write_text(json.dumps({"seconds": round(time.monotonic() - started, 3), "rows": len(targets),
-                                   "device": str(lm.device)}))
+        entry = resume.file_entry(tmp.read_bytes())
+    resume.write_record(path.with_suffix(".json"), {"seconds": round(time.monotonic() - started, 3),
+                                                    "rows": len(targets), "device": str(lm.device),
+                                                    "identity": which, **entry}, tmp_dir)
 
 
 def _out_of_memory(lm, path: Path, rows: int, chunk_rows: int) -> DeviceMemoryError:
@@ -355,20 +466,41 @@ def _chunk_seconds(chunks: dict[str, list[Path]]) -> dict:
     timings = []
     for path in (p for files in chunks.values() for p in files):
         try:
-            timings.append(float(json.loads(path.with_suffix(".json").read_text())["seconds"]))
+            timings.append(float(resume.read_record(path.with_suffix(".json"))["seconds"]))
         except (OSError, ValueError, KeyError, TypeError):
             continue
     return {"optimize_seconds": round(sum(timings), 1), "chunks": sum(map(len, chunks.values())),
             "chunks_timed": len(timings)}
 
 
-def _tables(lm: LoadedModel, plan: Plan, chunks: dict[str, list[Path]]) -> dict:
+def _read_chunks(files: list[Path], name: str, targets, owner: str, size: int):
+    """A config's chunks as one in-memory `datasets.Dataset`, decoded from the bytes checked against
+    their records (a chunk changed since it was optimized stops the build: run it again to redo it)."""
+    import datasets
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from datasets.table import InMemoryTable
+
+    parts = []
+    for number, path in enumerate(files):
+        chunk = targets[number * size:(number + 1) * size]
+        try:
+            data = _chunk_bytes(path, len(chunk), chunk_identity(owner, path, chunk))
+        except resume.Damaged as exc:
+            raise ArtifactError(f"chunk {path} changed after it was optimized ({exc}); run the build again to "
+                                "optimize it again") from None
+        parts.append(pq.read_table(pa.BufferReader(data)))
+    dataset = datasets.Dataset(InMemoryTable(pa.concat_tables(parts)))
+    return dataset if dataset.features == features(name) else dataset.cast(features(name))
+
+
+def _tables(lm: LoadedModel, plan: Plan, chunks: dict[str, list[Path]], config: BuildConfig) -> dict:
     """The four configs' tables: the optimized chunks, then the vocabulary and every neuron's stats."""
     import datasets
 
-    from ft_artifacts.schema import read_parquet
-
-    tables = {name: read_parquet(files, name) for name, files in chunks.items()}
+    owner = resume.identity(_identity(config, lm))
+    tables = {name: _read_chunks(files, name, plan.rows[name], owner, config.chunk_rows)
+              for name, files in chunks.items()}
     emb = lm.embedding_matrix.detach().float().cpu().numpy()
     tables["vocabulary"] = datasets.Dataset.from_dict({
         "token_id": np.arange(lm.vocab_size, dtype=np.int32),

@@ -13,6 +13,7 @@ import click
 from .builders.presets import PRESETS
 from .errors import FTError
 from .precision import PRECISIONS
+from .terminal import escape as _safe
 from .settings import DEFAULT_GROUP_SIZE, DEFAULT_MODEL, DEFAULT_NEAREST, DEFAULT_SELECTION, SELECTIONS, OptimConfig
 
 DEVICE_HELP = "cpu, cuda, cuda:1, ..., mps, or auto (cuda when available)"
@@ -287,10 +288,10 @@ def textualize(neurons, model, device, precision, word, selection, group_size, s
 
 def _format_row(row) -> str:
     if row.diverged:
-        return f"{row.label}: diverged (activation {row.activation}); no nearest tokens"
-    near = ", ".join(f"{n.token} ({n.cosine:.3f})" for n in row.nearest)
+        return f"{_safe(row.label)}: diverged (activation {row.activation}); no nearest tokens"
+    near = ", ".join(f"{_safe(n.token)} ({n.cosine:.3f})" for n in row.nearest)
     lines = [
-        f"{row.label}: activation {row.activation:.3f} | most activating token "
+        f"{_safe(row.label)}: activation {row.activation:.3f} | most activating token "
         f"{row.most_activating_token!r} ({row.most_activating_activation:.3f})",
         f"  nearest: {near}",
     ]
@@ -352,7 +353,7 @@ def build(preset_name, out, model, steps, chunk_rows, neurons, device, precision
         leave(world)
     if not world.main:
         return
-    click.echo(f"built {path}")
+    click.echo(f"built {_safe(path)}")
     if push:
         _publish(str(path), repo_id, private, revision, dry_run)
 
@@ -378,13 +379,13 @@ def _publish(folder, repo_id, private, revision, dry_run):
     if dry_run:
         click.echo(f"dry run: would upload {len(result['files'])} files to {repo_id}@{result['revision']}")
         for f in result["files"]:
-            click.echo(f"  {f['path']}  {f['size']} bytes  sha256 {f['sha256']}")
+            click.echo(f"  {_safe(f['path'])}  {f['size']} bytes  sha256 {f['sha256']}")
     else:
-        click.echo(f"published {repo_id}@{result['revision']}: {result['commit_url']}")
+        click.echo(_safe(f"published {repo_id}@{result['revision']}: {result['commit_url']}"))
         if result["removed"]:
             count = len(result["removed"])
             click.echo(f"removed {count} file{'s' * (count != 1)} that build_info.json does not list: "
-                       + ", ".join(result["removed"]))
+                       + ", ".join(map(_safe, result["removed"])))
 
 
 @main.command()
@@ -423,9 +424,9 @@ def query(artifacts, neuron, group_word, selection, group_size, word, top, revis
     if as_json:
         click.echo(json.dumps([{"token": h["token"], "cosine": h["cosine"]} for h in hits]))
     else:
-        click.echo(f"nearest tokens to {value}:")
+        click.echo(f"nearest tokens to {_safe(value)}:")
         for h in hits:
-            click.echo(f"  {h['token']:<20} {h['cosine']:.4f}")
+            click.echo(f"  {_safe(h['token']):<20} {h['cosine']:.4f}")
 
 
 @main.command()
@@ -445,7 +446,8 @@ def info(artifacts, revision, full_verify, as_json):
         click.echo(json.dumps(dict(manifest.to_dict(), checksums=status), indent=2))
         return
     model = manifest.model
-    click.echo(f"{art.path}\nmodel: {model.id} ({model.revision}), {model.num_layers} layers x {model.hidden_size}")
+    click.echo(f"{_safe(art.path)}\nmodel: {_safe(model.id)} ({_safe(model.revision)}), {model.num_layers} layers x "
+               f"{model.hidden_size}")
     for name, config in manifest.configs.items():
         click.echo(f"  {name:<13} {config.rows:>7} rows")
     click.echo("settings: " + json.dumps(manifest.settings, sort_keys=True))
@@ -453,11 +455,11 @@ def info(artifacts, revision, full_verify, as_json):
     if evaluation is not None:
         from .report_markdown import card_section
 
-        click.echo("\n" + card_section(evaluation, []) + "\n")
+        click.echo("\n" + _safe(card_section(evaluation, []), keep_newlines=True) + "\n")
     elif manifest.results:
         click.echo("results: stored in an older layout; `ft-artifacts report` recomputes the evaluation from the rows")
     bad = {k: v for k, v in status.items() if v != "ok"}
-    click.echo(f"checksums: {len(status) - len(bad)}/{len(status)} ok" + "".join(f"\n  {k}: {v}" for k, v in bad.items()))
+    click.echo(f"checksums: {len(status) - len(bad)}/{len(status)} ok" + "".join(f"\n  {_safe(k)}: {_safe(v)}" for k, v in bad.items()))
 
 
 @main.command()
@@ -477,7 +479,7 @@ def report(artifacts, out, revision):
         result = write_report(artifacts, out, progress=bars, revision=revision)
     finally:
         bars.close()
-    click.echo(f"wrote {len(result['files'])} files to {out}: " + ", ".join(result["files"]))
+    click.echo(_safe(f"wrote {len(result['files'])} files to {out}: " + ", ".join(result["files"])))
 
 
 if __name__ == "__main__":  # pragma: no cover

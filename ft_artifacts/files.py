@@ -12,6 +12,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
+from .safejson import loads
+
 logger = logging.getLogger(__name__)
 
 TMP_SUFFIX = ".tmp"
@@ -45,6 +47,15 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
+def sha256_handle(handle, chunk: int = 1 << 20) -> str:
+    """The sha256 of an open file's whole content, by positioned reads (its position is left as it was)."""
+    digest, offset = hashlib.sha256(), 0
+    while block := os.pread(handle.fileno(), chunk, offset):
+        digest.update(block)
+        offset += len(block)
+    return digest.hexdigest()
+
+
 def _cache_path() -> Path:
     root = os.environ.get("FT_ARTIFACTS_CACHE") or os.path.join(
         os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "ft-artifacts")
@@ -70,7 +81,7 @@ class VerifiedFiles:
     def _load(self) -> dict[str, list]:
         if self._entries is None:
             try:
-                data = json.loads(self.path.read_text(encoding="utf-8"))
+                data = loads(self.path.read_bytes(), max_bytes=64 << 20, max_depth=4)
                 self._entries = data if isinstance(data, dict) else {}
             except (OSError, ValueError):
                 self._entries = {}
@@ -85,6 +96,22 @@ class VerifiedFiles:
         if not full and entries.get(real) == [sha256, *_stamp(stat)]:
             return True
         ok = sha256_file(real) == sha256
+        if ok:
+            entries[real] = [sha256, *_stamp(stat)]
+        else:
+            entries.pop(real, None)
+        self._dirty = True
+        return ok
+
+    def matches_handle(self, handle, path: Path, sha256: str, *, full: bool = False) -> bool:
+        """As `matches`, for a file already open: its stamp is the open file's, and it is hashed from
+        `handle` itself (positioned reads), so what was checked is what a later read of `handle` gets."""
+        real = os.path.realpath(path)
+        stat = os.fstat(handle.fileno())
+        entries = self._load()
+        if not full and entries.get(real) == [sha256, *_stamp(stat)]:
+            return True
+        ok = sha256_handle(handle) == sha256
         if ok:
             entries[real] = [sha256, *_stamp(stat)]
         else:

@@ -15,6 +15,7 @@ forces it), and FAISS index files are checked against the manifest before FAISS 
 from __future__ import annotations
 
 import logging
+import os
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -64,6 +65,7 @@ class Artifact:
         self.manifest: Manifest = read_manifest(self.path)
         self._subsets: dict[str, Any] = {}
         self._matrices: dict[str, np.ndarray] = {}  # config -> its vectors [rows, h], read on first use
+        self._opened: dict[str, Any] = {}  # path -> the handle it was verified through (read from it, not the path)
 
     def __repr__(self) -> str:
         rows = ", ".join(f"{n}={c.rows}" for n, c in self.manifest.configs.items())
@@ -74,7 +76,42 @@ class Artifact:
         """Check every listed file's size and sha256: {path: "ok" | "missing (rebuilt on use)"}.
         A data file that is missing or differs, or an unlisted file under data/ or index/, raises;
         a missing index file is rebuilt when used."""
-        return check_files(self.path, self.manifest, full=full)
+        opened: dict[str, Any] = {}
+        try:
+            status = check_files(self.path, self.manifest, full=full, opened=opened)
+        except BaseException:
+            for handle in opened.values():
+                handle.close()
+            raise
+        for handle in self._opened.values():
+            handle.close()
+        self._opened = opened
+        return status
+
+    def _source(self, rel: str) -> str:
+        """Where to read a listed file: the handle it was verified through (by its /proc/self/fd path on
+        Linux, so pyarrow and FAISS read exactly the verified file), or its path when not verified."""
+        handle = self._opened.get(rel)
+        if handle is not None and not handle.closed and os.path.isdir("/proc/self/fd"):
+            return f"/proc/self/fd/{handle.fileno()}"
+        return str(self.path / rel)
+
+    def _checked_sources(self, name: str, columns: list[str] | None = None) -> list[str]:
+        """A config's files (as `_source`), their footers checked against the manifest before any decoding."""
+        import pyarrow.parquet as pq
+
+        from .parquet_bounds import check_footer
+
+        self._files(name)
+        rels = list(self.manifest.configs[name].files)
+        sources = [self._source(r) for r in rels]
+        try:
+            footers = [pq.read_metadata(s) for s in sources]
+        except Exception as exc:  # noqa: BLE001 - pyarrow raises several types for a damaged footer
+            raise ArtifactError(f"cannot read the parquet footer of config {name!r} ({_one_line(exc)}); re-download "
+                                "or rebuild the artifact") from None
+        check_footer(footers, rels, name, self.manifest.configs[name].rows, self.manifest)
+        return sources
 
     # --- subsets ---------------------------------------------------------------------------------
     def _files(self, name: str) -> list[Path]:
@@ -90,7 +127,7 @@ class Artifact:
         if name not in self._subsets:
             from .schema import read_parquet
 
-            files = self._files(name)
+            files = self._checked_sources(name)
             try:
                 self._subsets[name] = read_parquet(files, name)
             except Exception as exc:  # pyarrow and datasets raise several types for a damaged file
@@ -112,8 +149,16 @@ class Artifact:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
+        from .parquet_bounds import dense_strings
+
+        rows = self.manifest.configs[name].rows
         try:
-            values = pa.chunked_array([pq.read_table(f, columns=[column]).column(0) for f in self._files(name)])
+            sources = self._checked_sources(name)
+            chunks = []
+            for source in sources:
+                col = pq.read_table(source, columns=[column], read_dictionary=[column]).column(0)
+                chunks += dense_strings(col, name, column, rows).chunks
+            values = pa.chunked_array(chunks) if chunks else pa.chunked_array([], type=col.type)
             values = values.combine_chunks()
         except ArtifactError:
             raise
@@ -160,7 +205,11 @@ class Artifact:
         entry = self.manifest.indexes[name]
         path = self.path / entry.path
         if path.is_file():
-            return read_index(path, entry.dimension, entry.rows)
+            source = self._source(entry.path)
+            try:
+                return read_index(source, entry.dimension, entry.rows)
+            except ArtifactError as exc:  # name the file, not the handle it was read through
+                raise ArtifactError(str(exc).replace(source, str(path))) from None
         logger.warning("%s is missing; rebuilding it from the artifact's vectors", entry.path)
         return build_index(vectors())
 
@@ -273,6 +322,11 @@ class Artifact:
                 hits.append({"name": self._names[config][j], "config": config, "cosine": float(c)})
             results.append(hits)
         return results if _is_batch(query, kinds) else results[0]
+
+
+def _one_line(exc: BaseException, limit: int = 200) -> str:
+    text = " ".join(str(exc).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _check_k(k) -> int:

@@ -10,6 +10,7 @@ This module imports neither torch nor datasets.
 from __future__ import annotations
 
 import json
+import os
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
@@ -17,6 +18,7 @@ from typing import Any
 
 from .errors import ArtifactError
 from .files import atomic_path
+from .safejson import JSONLimitError, loads
 
 FORMAT_VERSION = 2  # the format this package writes; it reads this one and every older one MIGRATIONS reaches
 # {N: a function turning a parsed format-N build_info.json into format N + 1}. Reading applies them in turn,
@@ -35,6 +37,13 @@ INDEX_METRIC = "cosine (IndexFlatIP over L2-normalized float32 vectors)"
 DATA_DIRS = ("data", "index")  # folders whose every file must be listed
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
+# An honest build_info.json is tens of KiB (an atlas's word list and results: a few MiB at most); JSON
+# costs up to ~25 times its size in memory, so this bounds a hostile one to a few hundred MiB.
+MANIFEST_LIMIT = 8 << 20
+MANIFEST_DEPTH = 32  # the deepest honest nesting is 5 (results tables)
+PATH_LIMIT = 1024  # bytes of UTF-8 in a listed path
+PART_LIMIT = 255  # bytes in one of its components (the usual file-name limit)
+_PATTERN_CHARS = set("*?[]\\{}")  # never in a listed path: paths are literal, never patterns
 
 
 def data_file(config: str) -> str:
@@ -223,10 +232,15 @@ def read_manifest(folder: str | Path) -> Manifest:
     path = Path(folder) / BUILD_INFO
     if not path.is_file():
         raise ArtifactError(f"{folder} is not an ft-artifacts artifact: {BUILD_INFO} is missing")
-    if path.stat().st_size > 64 << 20:
-        raise ArtifactError(f"{path} is larger than 64 MiB; it is not a build_info.json this package wrote")
+    with open(path, "rb") as handle:  # read once, within the limit, whatever the file grows to meanwhile
+        text = handle.read(MANIFEST_LIMIT + 1)
+    if len(text) > MANIFEST_LIMIT:
+        raise ArtifactError(f"{path} is larger than {MANIFEST_LIMIT >> 20} MiB; it is not a build_info.json this "
+                            "package wrote")
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = loads(text, max_bytes=MANIFEST_LIMIT, max_depth=MANIFEST_DEPTH)
+    except JSONLimitError as exc:
+        raise ArtifactError(f"{path} is not a build_info.json this package wrote ({exc})") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ArtifactError(f"{path} is corrupt ({exc}); rebuild or re-download the artifact") from exc
     return Manifest.from_dict(data, str(path))
@@ -239,9 +253,18 @@ def write_manifest(folder: str | Path, manifest: Manifest, tmp_dir: str | Path |
 
 
 def check_relative_path(path: Any, where: str = BUILD_INFO) -> str:
-    """A POSIX path relative to the artifact folder and inside it; `ArtifactError` otherwise."""
+    """A POSIX path relative to the artifact folder and inside it, literal and plain: printable (no control
+    characters), no pattern characters or backslashes, at most `PART_LIMIT` bytes per component and
+    `PATH_LIMIT` in all. `ArtifactError` otherwise (the path shown escaped and cut short)."""
     if not isinstance(path, str) or not path or "\\" in path or "\x00" in path:
-        raise ArtifactError(f"{where}: invalid file path {path!r}; rebuild or re-download the artifact")
+        raise ArtifactError(f"{where}: invalid file path {path!r:.120}; rebuild or re-download the artifact")
+    if not path.isprintable() or _PATTERN_CHARS & set(path):
+        raise ArtifactError(f"{where}: file path {path!r:.120} holds control or pattern characters; rebuild or "
+                            "re-download the artifact")
+    encoded = path.encode("utf-8", "surrogatepass")
+    if len(encoded) > PATH_LIMIT or any(len(part.encode("utf-8", "surrogatepass")) > PART_LIMIT for part in path.split("/")):
+        raise ArtifactError(f"{where}: file path {path!r:.120} is longer than {PATH_LIMIT} bytes or has a component "
+                            f"longer than {PART_LIMIT}; rebuild or re-download the artifact")
     pure = PurePosixPath(path)
     if pure.is_absolute() or any(part in ("", ".", "..") for part in path.split("/")) or path == BUILD_INFO:
         raise ArtifactError(f"{where}: file path {path!r} is not a plain path inside the artifact folder; "
@@ -418,27 +441,47 @@ def unlisted_files(folder: str | Path, manifest: Manifest) -> list[str]:
     return sorted(p for p in found if p not in manifest.files)
 
 
-def _symlink_in(root: Path, rel: str) -> bool:
+def _symlink_in(root: Path, rel: str, folders_only: bool = False) -> bool:
     path = root
-    for part in rel.split("/"):
+    parts = rel.split("/")
+    for part in parts[:-1] if folders_only else parts:
         path = path / part
         if path.is_symlink():
             return True
     return False
 
 
+def linked_folders(root: Path) -> list[str]:
+    """Symbolic links to folders under data/ and index/ (or those folders themselves): an artifact's
+    folders are plain folders, so nothing unlisted can hide behind one."""
+    found = []
+    for top in DATA_DIRS:
+        base = root / top
+        if base.is_symlink():
+            found.append(top)
+        elif base.is_dir():
+            found += [p.relative_to(root).as_posix() for p in base.rglob("*") if p.is_symlink() and p.is_dir()]
+    return sorted(found)
+
+
 def check_files(folder: str | Path, manifest: Manifest, *, full: bool = False, for_upload: bool = False,
-                cache=None) -> dict[str, str]:
+                cache=None, opened: dict | None = None) -> dict[str, str]:
     """Check every listed file against its size and sha256: {path: "ok" | "missing (rebuilt on use)"}.
 
     Raises `ArtifactError` for a missing data file, a changed file (`ChecksumError`), or a file under
     data/ or index/ that the manifest does not list. For an upload (`for_upload`), index files must be
-    present too and no listed file may be a symbolic link. Unchanged files are not hashed again
-    unless `full` (see files.VerifiedFiles)."""
+    present too and no listed file may be a symbolic link; folders may never be. Unchanged files are not
+    hashed again unless `full` (see files.VerifiedFiles). With `opened` (a dict), each file is checked
+    through a handle opened for it, left open in `opened[path]`: reading that handle later reads
+    exactly the bytes that were checked, whatever happens to the path meanwhile."""
     from .errors import ChecksumError
     from .files import VerifiedFiles
 
     root = Path(folder)
+    linked = linked_folders(root)
+    if linked:
+        raise ArtifactError(f"{', '.join(linked[:3])} in {root} {'is a symbolic link' if len(linked) == 1 else 'are symbolic links'} "
+                            "to a folder; an artifact's folders must be plain folders: copy the artifact into one")
     extra = unlisted_files(root, manifest)
     if extra:
         raise ArtifactError(f"{root} holds files its {BUILD_INFO} does not list: {', '.join(extra[:5])}"
@@ -452,12 +495,22 @@ def check_files(folder: str | Path, manifest: Manifest, *, full: bool = False, f
             if for_upload and _symlink_in(root, rel):
                 raise ArtifactError(f"{rel} in {root} is a symbolic link; publishing follows no links: copy the "
                                     "artifact into a plain folder first")
+            if _symlink_in(root, rel, folders_only=True):
+                raise ArtifactError(f"a folder of {rel} in {root} is a symbolic link; an artifact's folders must be "
+                                    "plain folders: copy the artifact into one")
             if not path.is_file():
                 if rel in index_paths and not for_upload:
                     status[rel] = "missing (rebuilt on use)"
                     continue
                 raise ArtifactError(f"{rel} is missing from {root}; re-download or rebuild the artifact")
-            if path.stat().st_size != expected.size or not cache.matches(path, expected.sha256, full=full):
+            if opened is not None:
+                handle = open(path, "rb")
+                opened[rel] = handle
+                same = (os.fstat(handle.fileno()).st_size == expected.size
+                        and cache.matches_handle(handle, path, expected.sha256, full=full))
+            else:
+                same = path.stat().st_size == expected.size and cache.matches(path, expected.sha256, full=full)
+            if not same:
                 raise ChecksumError(f"{rel} does not match the sha256 in {BUILD_INFO}: the file is corrupt or was "
                                     "changed; re-download or rebuild the artifact")
             status[rel] = "ok"

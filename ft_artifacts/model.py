@@ -251,11 +251,31 @@ def _check_layout(model, model_id: str) -> None:
         raise ModelLoadError(
             f"{model_id} ({type(model).__name__}) is not a BERT-layout encoder: missing {', '.join(missing)}"
         )
+    changed = _attention_changes(getattr(model, "config", None))
+    if changed:
+        raise ModelLoadError(
+            f"{model_id}: its config sets {', '.join(changed)}, which changes attention; the method reproduces only "
+            "a bidirectional BERT encoder with absolute positions: use an encoder config (is_decoder=False, "
+            "add_cross_attention=False, position_embedding_type='absolute')"
+        )
     misfits = _size_misfits(model)
     if misfits:
         raise ModelLoadError(
             f"{model_id} ({type(model).__name__}) does not fit the BERT layout: {'; '.join(misfits)}"
         )
+
+
+def _attention_changes(config) -> list[str]:
+    """Config options under which the model's forward is not what the method computes on [CLS] w [SEP]."""
+    changed = []
+    if getattr(config, "is_decoder", False):
+        changed.append("is_decoder=True (causal attention)")
+    if getattr(config, "add_cross_attention", False):
+        changed.append("add_cross_attention=True (cross-attention layers)")
+    position = getattr(config, "position_embedding_type", "absolute")
+    if position not in (None, "absolute"):
+        changed.append(f"position_embedding_type={position!r}")
+    return changed
 
 
 def _size_misfits(model) -> list[str]:

@@ -10,7 +10,8 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from ft_artifacts.errors import ArtifactError, PublishError
+from ft_artifacts import hub
+from ft_artifacts.errors import ArtifactError, FTError, PublishError
 from ft_artifacts.files import sha256_file
 
 logger = logging.getLogger(__name__)
@@ -56,7 +57,9 @@ def _hub_error_message(err: Exception, repo_id: str, revision: str | None) -> st
     if isinstance(err, hf_errors.HfHubHTTPError):
         return f"the Hub answered HTTP {status} for {where}: retry later or check https://status.huggingface.co"
     if _is_connection_error(err):
-        return f"cannot reach the Hub for {where}: check your network, proxy or HF_ENDPOINT"
+        kind = "did not answer in time" if "Timeout" in type(err).__name__ else "cannot be reached"
+        return (f"cannot reach the Hub for {where}: the Hub at {hub.endpoint()} {kind}; check your network, proxy or "
+                f"HF_ENDPOINT, or {hub.OFFLINE_HINT}")
     return None
 
 
@@ -140,14 +143,12 @@ def push_folder(folder: str | Path, repo_id: str, *, private: bool = False, revi
     root = Path(folder)
     plan = plan if plan is not None else plan_upload(root)
     branch = revision or "main"
+    hub.probe(repo_id, PublishError)
     try:
-        api = _api(token)
-        repo_id = api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True).repo_id
-        if branch != "main":
-            api.create_branch(repo_id, branch=branch, repo_type="dataset", exist_ok=True)
-        info, removed = _commit_folder(api, root, repo_id, plan, branch, commit_message or f"Publish {root.name}")
-        if tag:
-            _create_tag(api, repo_id, tag, info.oid)
+        with hub.bounded(f"pushing to {repo_id}", PublishError):
+            repo_id, info, removed = _push(root, repo_id, private, branch, commit_message, tag, token, plan)
+    except FTError:
+        raise
     except Exception as err:  # noqa: BLE001 - translated below or re-raised untouched
         message = _hub_error_message(err, repo_id, branch)
         if message is None:
@@ -159,6 +160,18 @@ def push_folder(folder: str | Path, repo_id: str, *, private: bool = False, revi
             "files": plan, "removed": removed}
 
 
+def _push(root: Path, repo_id: str, private: bool, branch: str, commit_message, tag, token, plan):
+    """The push's Hub calls: (repo id as the Hub names it, commit info, removed paths)."""
+    api = _api(token)
+    repo_id = api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True).repo_id
+    if branch != "main":
+        api.create_branch(repo_id, branch=branch, repo_type="dataset", exist_ok=True)
+    info, removed = _commit_folder(api, root, repo_id, plan, branch, commit_message or f"Publish {root.name}")
+    if tag:
+        _create_tag(api, repo_id, tag, info.oid)
+    return repo_id, info, removed
+
+
 def download_artifact(repo_id: str, revision: str | None = None, cache_dir: str | Path | None = None,
                       force_download: bool = False) -> Path:
     """Download (or reuse from cache) a published artifact; returns the local snapshot folder.
@@ -168,22 +181,23 @@ def download_artifact(repo_id: str, revision: str | None = None, cache_dir: str 
     Honours ``HF_HUB_OFFLINE``: offline, only a cached snapshot is returned. Raises ``ArtifactError`` with a
     one-line fix when the repo or revision does not exist, the Hub is unreachable, or (offline) nothing is cached.
     """
-    from huggingface_hub import hf_hub_download, snapshot_download
     from huggingface_hub.errors import LocalEntryNotFoundError
 
-    from .manifest import BUILD_INFO, read_manifest
-
     try:
-        info = Path(hf_hub_download(repo_id, BUILD_INFO, repo_type="dataset", revision=revision,
-                                    cache_dir=cache_dir, force_download=force_download))
-        snapshot = info.parent
-        manifest = read_manifest(snapshot)
-        commit = snapshot.name  # the cache's snapshot folders are named by commit hash
-        path = snapshot_download(repo_id, repo_type="dataset", revision=commit, cache_dir=cache_dir,
-                                 allow_patterns=sorted(manifest.files), force_download=force_download)
+        hub.probe(repo_id)
+    except ArtifactError as unreachable:
+        try:  # a cached copy still works without the Hub
+            path = _fetch(repo_id, revision, cache_dir, False, local_only=True)
+        except (LocalEntryNotFoundError, ArtifactError):
+            raise unreachable from None
+        logger.warning("%s; using the cached copy of %s", unreachable, repo_id)
+        return path
+    try:
+        with hub.bounded(f"downloading {repo_id}"):
+            path = _fetch(repo_id, revision, cache_dir, force_download)
     except LocalEntryNotFoundError as err:
         raise ArtifactError(_not_cached_message(repo_id, revision)) from err
-    except ArtifactError:
+    except FTError:
         raise
     except Exception as err:  # noqa: BLE001 - translated below or re-raised untouched
         message = _hub_error_message(err, repo_id, revision)
@@ -192,6 +206,28 @@ def download_artifact(repo_id: str, revision: str | None = None, cache_dir: str 
         raise ArtifactError(message) from err
     logger.info("artifact %s@%s available at %s", repo_id, revision or "main", path)
     return Path(path)
+
+
+def _fetch(repo_id: str, revision: str | None, cache_dir, force_download: bool, local_only: bool = False) -> Path:
+    """build_info.json, then each file it lists, one by one by its literal path (never as a pattern),
+    all from the commit build_info.json came from. Returns the snapshot folder."""
+    from huggingface_hub import hf_hub_download
+
+    from .manifest import BUILD_INFO, read_manifest
+
+    def fetch(path: str, at: str | None) -> Path:
+        return Path(hf_hub_download(repo_id, path, repo_type="dataset", revision=at, cache_dir=cache_dir,
+                                    force_download=force_download, local_files_only=local_only))
+
+    snapshot = fetch(BUILD_INFO, revision).parent
+    manifest = read_manifest(snapshot)
+    commit = snapshot.name  # the cache's snapshot folders are named by commit hash
+    for path in sorted(manifest.files):
+        got = fetch(path, commit)
+        if got != snapshot / path:
+            raise ArtifactError(f"{repo_id}: {path!r} was stored as {got.relative_to(snapshot.parent)}, not under "
+                                "its listed path; the repo's build_info.json is not one this package wrote")
+    return snapshot
 
 
 def _not_cached_message(repo_id: str, revision: str | None) -> str:

@@ -243,7 +243,9 @@ def test_download_artifact_returns_byte_identical_snapshot(client: HubClient, ar
         assert got == sorted(f["path"] for f in result["files"])
         for rel in got:
             assert (snapshot / rel).read_bytes() == (artifact / rel).read_bytes()
-    assert sum("/tree/" in path for _, path in client.hub.requests) >= 3
+    listed = {f["path"] for f in result["files"]}  # each file fetched by its own literal path, nothing else
+    assert {p.rsplit("/resolve/", 1)[1].split("/", 1)[1] for _, p in client.hub.requests if "/resolve/" in p} \
+        == listed
     assert not client.hub.unknown
     seen = len(client.hub.requests)
     offline = client.call("download_artifact", REPO_ID, "v1", env={"HF_HUB_OFFLINE": "1"})["result"]

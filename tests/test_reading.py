@@ -57,7 +57,13 @@ def hashes(monkeypatch) -> list[str]:
         seen.append(Path(path).name)
         return real(path, *args, **kwargs)
 
+    def spy_handle(handle, *args, **kwargs):
+        seen.append(Path(handle.name).name)
+        return real_handle(handle, *args, **kwargs)
+
+    real_handle = files.sha256_handle
     monkeypatch.setattr(files, "sha256_file", spy)
+    monkeypatch.setattr(files, "sha256_handle", spy_handle)
     return seen
 
 

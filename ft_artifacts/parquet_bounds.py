@@ -1,0 +1,143 @@
+"""A parquet file's footer checked against what its manifest entry allows, before anything is decoded:
+row counts, column names and types, and per column the values and uncompressed bytes that the rows,
+the model's hidden size and the build settings imply. Decoding stays within a small multiple of an
+honest artifact's memory; a file that claims more is refused in one line.
+
+Imports pyarrow only (no datasets, no torch)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .errors import ArtifactError
+
+STRING_BYTES = 256  # the most bytes an honest string value takes on average (tokens, names, labels)
+SLACK_BYTES = 1 << 20  # per column: encodings' overhead on tiny columns
+_NUMERIC_BYTES = 8 + 2  # a value (at most 8 bytes) and its definition/repetition levels
+
+
+def expected_schema(config: str):
+    """The pyarrow schema of a config, from rows.py's row types (as the builders write it)."""
+    import pyarrow as pa
+
+    from .rows import ROW_TYPES, column_types
+
+    def arrow(dtype: str):
+        if dtype == "floats":
+            return pa.list_(pa.float32())
+        if dtype == "strings":
+            return pa.list_(pa.string())
+        if dtype == "nearest":
+            return pa.list_(pa.struct([("token", pa.string()), ("cosine", pa.float32())]))
+        return {"float32": pa.float32(), "float64": pa.float64(), "bool": pa.bool_()}.get(dtype) or pa.type_for_alias(dtype)
+
+    return pa.schema([(name, arrow(dtype)) for name, dtype in column_types(ROW_TYPES[config]).items()])
+
+
+def leaves_per_row(manifest) -> int:
+    """The most values any list column of an honest row holds: a vector (hidden size), a group's
+    neurons (the largest k), the nearest tokens, or the activation trace (steps + 1)."""
+    settings: Any = manifest.settings if isinstance(manifest.settings, dict) else {}
+
+    def number(value, default: int) -> int:
+        return value if isinstance(value, int) and not isinstance(value, bool) and 0 < value < 1 << 31 else default
+
+    ks = settings.get("ks") if isinstance(settings.get("ks"), list) else []
+    optim = settings.get("optim") if isinstance(settings.get("optim"), dict) else {}
+    model = manifest.model
+    return max([model.hidden_size, number(settings.get("nearest"), 100), number(optim.get("steps"), 0) + 2,
+                *(number(k, 0) for k in ks)] + [1])
+
+
+def _refuse(where: str, problem: str) -> ArtifactError:
+    return ArtifactError(f"{where}: {problem}; re-download or rebuild the artifact")
+
+
+def check_footer(metadata_list: list, names: list[str], config: str, rows: int, manifest) -> None:
+    """Refuse, before decoding, parquet files (their `FileMetaData`, in order; `names` for messages)
+    whose rows, schema or claimed sizes do not fit the manifest's entry for `config`."""
+    expected = expected_schema(config)
+    leaves = leaves_per_row(manifest)
+    total = 0
+    for metadata, where in zip(metadata_list, names):
+        try:
+            schema = metadata.schema.to_arrow_schema()
+        except Exception as exc:  # noqa: BLE001 - pyarrow raises several types for a schema it cannot map
+            raise _refuse(where, f"its parquet schema cannot be read ({exc})") from None
+        got = [(f.name, f.type) for f in schema]
+        want = [(f.name, f.type) for f in expected]
+        if got != want:
+            wrong = next(((n, t, dict(want).get(n)) for n, t in got if dict(want).get(n) != t), None)
+            if wrong and wrong[2] is not None:
+                problem = f"column {wrong[0]!r} is {_plain(wrong[1])}, expected {_plain(wrong[2])}"
+            else:
+                problem = (f"its columns are {', '.join(n for n, _ in got)[:200]}, expected "
+                           f"{', '.join(n for n, _ in want)}")
+            raise _refuse(where, f"not the {config} schema: {problem}")
+        if metadata.num_rows < 0 or metadata.num_rows > rows - total:
+            raise _refuse(where, f"its footer claims {metadata.num_rows} rows, more than the {rows} that "
+                                 f"{config} lists")
+        total += metadata.num_rows
+        _check_sizes(metadata, where, leaves)
+    if total != rows:
+        raise _refuse(names[0] if len(names) == 1 else config, f"its footer holds {total} rows but the manifest "
+                                                                f"lists {rows}")
+
+
+def _check_sizes(metadata, where: str, leaves: int) -> None:
+    """Per column: no more values than its rows allow, and no more uncompressed bytes than those values take."""
+    import pyarrow as pa
+
+    arrow = {f.name: f.type for f in metadata.schema.to_arrow_schema()}
+    values: dict[str, int] = {}
+    sizes: dict[str, int] = {}
+    for g in range(metadata.num_row_groups):
+        group = metadata.row_group(g)
+        for c in range(group.num_columns):
+            column = group.column(c)
+            path = column.path_in_schema
+            values[path] = values.get(path, 0) + max(0, column.num_values)
+            sizes[path] = sizes.get(path, 0) + max(0, column.total_uncompressed_size)
+    rows = metadata.num_rows
+    for path, count in values.items():
+        top = arrow.get(path.split(".")[0])
+        nested = top is not None and pa.types.is_list(top)
+        most_values = rows * (leaves if nested else 1)
+        if count > most_values:
+            raise _refuse(where, f"column {path!r} claims {count} values, more than {rows} rows can hold "
+                                 f"({most_values})")
+        textual = "token" in path.split(".") or _is_text(top)
+        most_bytes = most_values * (STRING_BYTES if textual else _NUMERIC_BYTES) + SLACK_BYTES
+        if sizes[path] > most_bytes:
+            raise _refuse(where, f"column {path!r} would decode to {sizes[path]} bytes, more than its {rows} rows "
+                                 f"allow ({most_bytes})")
+
+
+def _plain(kind) -> str:
+    """A type as a reader knows it: `list<float>`, not `list<element: float>`."""
+    return str(kind).replace("element: ", "").replace("item: ", "")
+
+
+def _is_text(kind) -> bool:
+    import pyarrow as pa
+
+    while kind is not None and pa.types.is_list(kind):
+        kind = kind.value_type
+    return kind is not None and (pa.types.is_string(kind) or pa.types.is_large_string(kind))
+
+
+def dense_strings(values, where: str, column: str, rows: int):
+    """A string column read dictionary-encoded, decoded only when its dense size fits its rows
+    (`STRING_BYTES` each on average): a small dictionary of huge strings, repeated, is refused."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if not pa.types.is_dictionary(values.type):
+        return values
+    size = 0
+    for chunk in values.chunks:
+        lengths = pc.binary_length(chunk.dictionary).fill_null(0)
+        size += int(pc.sum(pc.take(lengths, chunk.indices.fill_null(0))).as_py() or 0) if len(chunk) else 0
+    if size > rows * STRING_BYTES + SLACK_BYTES:
+        raise _refuse(where, f"column {column!r} would decode to {size} bytes, more than its {rows} rows allow")
+    return values.cast(pa.string())
