@@ -322,9 +322,12 @@ def _publish(folder, repo_id, private, revision, dry_run):
               help="How many nearest tokens.")
 @click.option("--revision", help="Hub revision (branch, tag or commit) when ARTIFACTS is a repo id.")
 @click.option("--verify", "full_verify", is_flag=True, help="Hash every file, even those verified before and unchanged.")
+@click.option("--skip-special", is_flag=True,
+              help="Leave bracketed tokens ([CLS], [PAD], [unused7], ...) out of the list. Default: every token, as "
+                   "the artifact's stored nearest columns and the paper's method have them.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list of {token, cosine}.")
 @_fail_cleanly
-def query(artifacts, neuron, group_word, selection, group_size, word, top, revision, full_verify, as_json):
+def query(artifacts, neuron, group_word, selection, group_size, word, top, revision, full_verify, skip_special, as_json):
     """Nearest vocabulary tokens to a neuron's or group's optimized input, or to a word, from an
     artifact folder or Hub repo id (exact cosine search in the analysis space)."""
     from .loader import load
@@ -344,7 +347,7 @@ def query(artifacts, neuron, group_word, selection, group_size, word, top, revis
         except FTError:
             raise FTError(f"--neuron takes a neuron name like L12.N225 (got {value!r}); for a word use --word, "
                           "for a word's group --group") from None
-    hits = load(artifacts, revision=revision, full_verify=full_verify).nearest_words(k=top, **{kind: value})
+    hits = load(artifacts, revision=revision, full_verify=full_verify).nearest_words(k=top, skip_special=skip_special, **{kind: value})
     if as_json:
         click.echo(json.dumps([{"token": h["token"], "cosine": h["cosine"]} for h in hits]))
     else:
@@ -358,12 +361,19 @@ def query(artifacts, neuron, group_word, selection, group_size, word, top, revis
 @click.option("--revision", help="Hub revision when ARTIFACTS is a repo id.")
 @click.option("--verify", "full_verify", is_flag=True, help="Hash every file, even those verified before and unchanged.")
 @click.option("--json", "as_json", is_flag=True, help="Print build_info.json plus the checksum status.")
+@click.option("--neurons", "list_neurons", is_flag=True,
+              help="List the sampled neurons (what `query --neuron` takes), one line per layer.")
+@click.option("--words", "list_words", is_flag=True,
+              help="List the group words and their selections and k (what `query --group` takes).")
 @_fail_cleanly
-def info(artifacts, revision, full_verify, as_json):
+def info(artifacts, revision, full_verify, as_json, list_neurons, list_words):
     """What an artifact holds: model, subsets and row counts, build settings, results, checksum status."""
     from .loader import load
 
     art = load(artifacts, revision=revision, verify=False)
+    if list_neurons or list_words:
+        _list_contents(art, list_neurons, list_words, as_json)
+        return
     status = art.verify(full=full_verify)
     manifest = art.manifest
     if as_json:
@@ -381,6 +391,29 @@ def info(artifacts, revision, full_verify, as_json):
         click.echo("\n" + markdown(results["single_neurons"], results.get("word_groups", [])) + "\n")
     bad = {k: v for k, v in status.items() if v != "ok"}
     click.echo(f"checksums: {len(status) - len(bad)}/{len(status)} ok" + "".join(f"\n  {k}: {v}" for k, v in bad.items()))
+
+
+def _list_contents(art, list_neurons: bool, list_words: bool, as_json: bool) -> None:
+    """`info --neurons` / `--words`: what the artifact's queries accept."""
+    from .loader import artifact_contents
+
+    contents = artifact_contents(art)
+    shown = {key: contents[key] for key, wanted in (("neurons", list_neurons), ("words", list_words),
+                                                    ("groups", list_words)) if wanted}
+    if as_json:
+        click.echo(json.dumps(shown, indent=2))
+        return
+    if list_neurons:
+        by_layer: dict[str, list[str]] = {}
+        for name in contents["neurons"]:
+            by_layer.setdefault(name.partition(".")[0], []).append(name)
+        click.echo(f"{len(contents['neurons'])} neurons:")
+        for layer, names in by_layer.items():
+            click.echo(f"  {layer}: " + " ".join(names))
+    if list_words:
+        click.echo(f"{len(contents['words'])} group words: " + " ".join(contents["words"]))
+        for selection, ks in contents["groups"].items():
+            click.echo(f"  --selection {selection} --group-size " + "|".join(str(k) for k in ks))
 
 
 @main.command()
