@@ -308,3 +308,20 @@ def test_reading_needs_no_torch(tiny_artifact, tmp_path):
     proc = run_python(code, tiny_artifact, cwd=tmp_path, env=subprocess_env(HF_HOME=str(tmp_path / "hf")))
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert strict_json(proc.stdout)[0]["token"] == "house"
+
+
+def test_a_long_run_states_its_time_first_and_keep_best_runs_from_the_cli(tiny_folder, monkeypatch):
+    from ft_artifacts import cli as cli_module
+
+    monkeypatch.setattr(cli_module._Estimate, "AFTER_S", 0.0)  # state it at the first step ...
+    monkeypatch.setattr(cli_module._Estimate, "LONG_S", 0.0)  # ... however short the run
+    result = cli("textualize", "L1.N3", "--model", tiny_folder, "--device", "cpu", "--steps", "20", "--lr", "1",
+                 "--keep", "best", "--json")
+    assert result.exit_code == 0, result.output
+    (line,) = [line for line in result.stderr.splitlines() if line.startswith("textualize: ")]
+    assert re.match(r"textualize: 20 steps will take about \d+ s here \(\d+ s left\); --steps 300 would take", line)
+    row = strict_json(result.stdout)
+    assert 0 <= row["steps"] <= 20  # --keep best: the row says which step it holds
+    monkeypatch.setattr(cli_module._Estimate, "LONG_S", 1e9)
+    quiet = cli("textualize", "L1.N3", "--model", tiny_folder, "--device", "cpu", "--steps", "5", "--json")
+    assert "will take about" not in quiet.stderr
