@@ -93,6 +93,7 @@ def test_readme_report_examples_run_on_the_demo_artifact(demo_cwd):
 def test_readme_textualize_examples_run(tmp_path, monkeypatch):
     """The README's `textualize` examples need only the packaged MiniLM (minutes on CPU)."""
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))  # the vocabulary scan is cached there, not in the user's
     examples = cli_examples(README, ("textualize",))
     assert len(examples) >= 2
     for argv in examples:
