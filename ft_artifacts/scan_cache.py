@@ -2,7 +2,8 @@
 
 `textualize` needs the scan (every token alone through the model: about 60 s for a bert-base on a CPU) for
 a_max, the most activating token and a word's top neurons; it depends only on the model's weights (its
-Hub commit, or the sha256 of a local folder's weights file), the dtype and the device type. A scan is
+Hub commit, or the sha256 of a local folder's weights file), the dtype, the device type and the torch and
+transformers versions. A scan is
 stored as `.npy` arrays under `$HF_HOME/ft-artifacts/scans/<key>/` with a `meta.json` written last that
 records the key's inputs and every array's sha256 and shape; each file is written atomically. Reading
 checks meta.json's key and every array's sha256 and shape (no pickles) and rescans on any mismatch.
@@ -42,10 +43,14 @@ def scan_dir(cache_dir: str | os.PathLike | None = None) -> Path:
 
 
 def scan_key(lm: LoadedModel) -> dict:
-    """What a scan depends on. `revision` is the Hub commit or the weights file's sha256 (model.load_model)."""
+    """What a scan depends on. `revision` is the Hub commit or the weights file's sha256 (model.load_model); the
+    torch and transformers versions, because their kernels' rounding is part of the result."""
+    import torch
+    import transformers
+
     return {"format": FORMAT, "model_id": lm.model_id, "revision": lm.revision, "vocab_size": lm.vocab_size,
             "num_layers": lm.num_layers, "hidden_size": lm.hidden_size, "dtype": str(lm.dtype),
-            "device": lm.device.type}
+            "device": lm.device.type, "torch": torch.__version__, "transformers": transformers.__version__}
 
 
 def _digest(key: dict) -> str:
