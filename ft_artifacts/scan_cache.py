@@ -1,6 +1,6 @@
 """A loaded model in, its vocabulary scan out, computed once and then reused from the Hugging Face cache folder.
 
-`textualize` needs the scan (every token alone through the model: about 60 s for a bert-base on a CPU) for
+`textualize` needs the scan (every token alone through the model: about 40 of the 61 s a MiniLM run took here) for
 a_max, the most activating token and a word's top neurons; it depends only on the model's weights (its
 Hub commit, or the sha256 of a local folder's weights file), the dtype, the device type and the torch and
 transformers versions. A scan is
