@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
-__all__ = ["load", "Artifact"]
+from importlib import metadata as _metadata
+
+__all__ = ["load", "Artifact", "__version__"]
+
+try:  # the installed distribution's version (pyproject.toml's), also for editable installs
+    __version__ = _metadata.version("ft-artifacts")
+except _metadata.PackageNotFoundError:  # a bare source tree on sys.path
+    __version__ = "0+unknown"
 
 
 def __getattr__(name):  # lazy: torch, datasets and faiss load only when used
-    if name in __all__:
+    if name in ("load", "Artifact"):
         from . import loader
 
         return getattr(loader, name)

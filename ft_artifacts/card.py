@@ -15,6 +15,14 @@ from importlib import resources
 CARD_TEMPLATE = "dataset_card.md"
 LICENSE = "apache-2.0"
 TAGS = ["interpretability", "feature-textualization", "activation-maximization", "bert"]
+TASK_CATEGORIES = ["feature-extraction"]  # rows are vectors in a model's embedding space, with their nearest tokens
+LANGUAGE = ["en"]
+OPTIMIZED = ("neurons", "word_groups")  # the rows the method computes; size_categories counts these
+# The paper as its text gives it (title and authors; the text states no year or venue, so none is cited).
+CITATION = """@misc{baeumel-feature-textualization,
+  title  = {Investigating the Encoding of Words in {BERT}'s Neurons using Feature Textualization},
+  author = {Baeumel, Tanja and Vijayakumar, Soniya and van Genabith, Josef and Neumann, Guenter and Ostermann, Simon}
+}"""
 _GLOB = re.compile(r"[*?\[\]{}]")
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]<>|#])")
 
@@ -93,7 +101,9 @@ def render_card(*, model_id: str, model_revision: str, package_version: str,
         pretty_name=pretty_name,
         license=LICENSE,
         tags=list(TAGS),
-        size_categories=[size_category(sum(int(rows) for _, _, rows, _ in configs))],
+        size_categories=[size_category(sum(int(rows) for name, _, rows, _ in configs if name in OPTIMIZED))],
+        task_categories=list(TASK_CATEGORIES),
+        language=list(LANGUAGE),
         configs=card_configs(configs, default_config),
     )
     word, selection, k = example_group
@@ -116,5 +126,6 @@ def render_card(*, model_id: str, model_revision: str, package_version: str,
             neuron_literal=py_str(example_neuron),
             group_literal=f"({py_str(word)}, {py_str(selection)}, {int(k)})",
             word_literal=py_str(example_word),
+            citation=CITATION,
         )
     return str(card)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import math
 import re
 import sys
 
@@ -243,23 +244,32 @@ def group_options(func):
 @optim_options
 @click.option("--word", help="Also textualize this word's neuron group (with --selection, --group-size).")
 @group_options
-@click.option("--steps", type=click.IntRange(min=0), default=_OPTIM.steps, show_default=True)
-@click.option("--lr", type=float, default=_OPTIM.lr, show_default=True)
+@click.option("--steps", type=click.IntRange(min=0), default=_OPTIM.steps, show_default=True,
+              help="Gradient-ascent steps (the paper: 5,000). On MiniLM, 50-300 steps recover a group's target word "
+                   "best; longer ascents raise neurons' activations (README, docs/results/minilm).")
+@click.option("--lr", type=float, default=_OPTIM.lr, show_default=True, help="SGD learning rate (the paper: 100).")
 @click.option("--init-std", type=float, default=_OPTIM.init_std, show_default=True, help="x ~ N(0, std^2) in one-hot space.")
-@click.option("--seed", type=int, default=_OPTIM.seed, show_default=True)
+@click.option("--seed", type=int, default=_OPTIM.seed, show_default=True,
+              help="Seeds each row's starting input, from (seed, objective): the same row starts alike in any batch.")
+@click.option("--keep", type=click.Choice(("final", "best")), default="final", show_default=True,
+              help="Which input a row holds: the final step's (the paper's method) or its best traced step's "
+                   "(reruns the batch to that step; the row's steps then says which).")
+@click.option("--no-scan-cache", is_flag=True,
+              help="Scan the vocabulary again instead of reusing the scan cached under $HF_HOME/ft-artifacts/scans.")
 @click.option("--length", type=click.IntRange(min=1), default=_OPTIM.length, show_default=True,
               help="Optimized tokens between [CLS] and [SEP].")
 @click.option("--nearest", type=click.IntRange(min=1), default=DEFAULT_NEAREST, show_default=True,
               help="Nearest tokens to show.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per objective (the artifact's row columns).")
 @_fail_cleanly
-def textualize(neurons, model, device, precision, word, selection, group_size, steps, lr, init_std, seed, length, nearest,
-               as_json):
-    """Textualize neurons (e.g. L3.N7 L6.N100) or a word's neuron group (--word crowd) on demand.
+def textualize(neurons, model, device, precision, word, selection, group_size, steps, lr, init_std, seed, keep,
+               no_scan_cache, length, nearest, as_json):
+    """Textualize neurons (L3.N7 L6.N100) or a word's neuron group (--word crowd) on demand.
 
     Prints, per objective, the final activation, the most activating vocabulary token and its
-    activation, and the nearest tokens by cosine in the analysis space (embedding output). Exits
-    non-zero, naming them, when optimizations diverged (non-finite values).
+    activation, and the nearest tokens by cosine in the analysis space (embedding output). Warns when
+    an ascent collapsed below half of its traced peak, or ended below what a single word reaches.
+    Exits non-zero, naming them, when optimizations diverged (non-finite values).
     """
     from .rows import to_record
     from .session import textualize_request
@@ -274,16 +284,77 @@ def textualize(neurons, model, device, precision, word, selection, group_size, s
     try:
         rows = textualize_request(
             model, list(neurons), word, selection, group_size, config, device=device,
-            precision=_precision(precision), nearest=nearest, progress=bars,
+            precision=_precision(precision), nearest=nearest, progress=_Estimate(bars, steps), keep=keep,
+            scan_cache=not no_scan_cache,
         )
     finally:
         bars.close()
+    from .session import row_warnings
+
     for row in rows:
-        click.echo(json.dumps(to_record(row)) if as_json else _format_row(row))
+        click.echo(_json_line(to_record(row)) if as_json else _format_row(row))
+        for warning in row_warnings(row):
+            click.echo(f"warning: {warning}", err=True)
     diverged = [row.label for row in rows if row.diverged]
     if diverged:
         raise FTError(f"the optimization diverged (non-finite values) for {', '.join(diverged)}; "
                       "lower --lr or --init-std")
+
+
+def _finite_json(value):
+    """`value` with every non-finite float as None, so that the output is strict JSON."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite_json(v) for v in value]
+    return value
+
+
+def _json_line(value, **kwargs) -> str:
+    """Strict JSON (non-finite numbers as null; a diverged row says `diverged: true` itself)."""
+    return json.dumps(_finite_json(value), allow_nan=False, **kwargs)
+
+
+class _Estimate:
+    """Progress that, a few optimizer steps in, states on stderr how long the whole run will take when that is
+    more than a minute (measured on this machine, these rows)."""
+
+    AFTER_S, LONG_S = 3.0, 60.0
+
+    def __init__(self, progress, steps: int):
+        self.progress, self.steps = progress, steps
+
+    def __call__(self, stage: str):
+        inner = self.progress(stage)
+        if not stage.startswith("optimizing"):
+            return inner
+        import time
+
+        start, said = time.perf_counter(), False
+
+        def update(done: int, total: int) -> None:
+            nonlocal said
+            inner(done, total)
+            elapsed = time.perf_counter() - start
+            if not said and done and elapsed >= self.AFTER_S:
+                said = True
+                left = elapsed / done * (total - done)
+                if left + elapsed >= self.LONG_S:
+                    click.echo(f"textualize: {total:,} steps will take about {_duration(left + elapsed)} here "
+                               f"({_duration(left)} left); --steps 300 would take about "
+                               f"{_duration(elapsed / done * 300)} (see the README for what each step count gives)",
+                               err=True)
+
+        return update
+
+    def close(self) -> None:
+        self.progress.close()
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds / 60:.1f} min" if seconds >= 90 else f"{seconds:.0f} s"
 
 
 def _format_row(row) -> str:
@@ -298,6 +369,32 @@ def _format_row(row) -> str:
     if getattr(row, "target_rank", None) is not None:
         lines.append(f"  target {row.word!r}: rank {row.target_rank}, cosine {row.target_cosine:.3f}")
     return "\n".join(lines)
+
+
+def hub_options(func):
+    """Options for reading an artifact from the Hub, as `hf download` has them."""
+    options = [
+        click.option("--token", help="Hub token for a private or gated repo (default: HF_TOKEN or `hf auth login`); "
+                                     "used for this command only, never printed or stored."),
+        click.option("--cache-dir", type=click.Path(file_okay=False),
+                     help="Hugging Face cache folder to download into (default: HF_HUB_CACHE)."),
+        click.option("--force-download", is_flag=True,
+                     help="Download the artifact's files again, replacing a cached copy (a corrupt one, say)."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _load_artifact(artifacts, revision, token, cache_dir, force_download, **kwargs):
+    """`load` with the hub options; the token reaches huggingface_hub through its own HF_TOKEN, in this process only."""
+    import os
+
+    from .loader import load
+
+    if token:
+        os.environ["HF_TOKEN"] = token
+    return load(artifacts, revision=revision, cache_dir=cache_dir, force_download=force_download, **kwargs)
 
 
 def publish_options(func):
@@ -329,8 +426,10 @@ def publish_options(func):
               help=PRECISION_HELP)
 @click.option("--push", is_flag=True, help="Publish the finished artifact (needs --repo-id).")
 @publish_options
+@click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object ({\"built\": folder, ...}).")
 @_fail_cleanly
-def build(preset_name, out, model, steps, chunk_rows, neurons, device, precision, push, repo_id, private, revision, dry_run):
+def build(preset_name, out, model, steps, chunk_rows, neurons, device, precision, push, repo_id, private, revision, dry_run,
+          as_json):
     """Build the artifact folder of a preset: neurons, word_groups, vocabulary and neuron_stats
     datasets, FAISS indexes, dataset card and build_info.json. A killed build resumes where it stopped.
     Under torchrun, the processes share the work by chunks and rank 0 packs the same artifact."""
@@ -353,6 +452,10 @@ def build(preset_name, out, model, steps, chunk_rows, neurons, device, precision
         leave(world)
     if not world.main:
         return
+    if as_json:
+        published = _publish_result(str(path), repo_id, private, revision, dry_run) if push else None
+        click.echo(_json_line({"built": str(path), "published": published}))
+        return
     click.echo(f"built {_safe(path)}")
     if push:
         _publish(str(path), repo_id, private, revision, dry_run)
@@ -361,21 +464,29 @@ def build(preset_name, out, model, steps, chunk_rows, neurons, device, precision
 @main.command()
 @click.argument("folder", type=click.Path(file_okay=False))
 @publish_options
+@click.option("--json", "as_json", is_flag=True, help="Print the result (revision, files, commit URL, removed files) as JSON.")
 @_fail_cleanly
-def push(folder, repo_id, private, revision, dry_run):
+def push(folder, repo_id, private, revision, dry_run, as_json):
     """Publish exactly the files an artifact's build_info.json lists (verified first, no symbolic
     links) to a Hub dataset repo in one commit, tagged with its build id; files already on the branch
     that it does not list are deleted in that commit. The token comes from
     huggingface_hub (HF_TOKEN or `hf auth login`) and is never printed."""
     if not repo_id:
         raise FTError("push needs --repo-id ORG/NAME")
+    if as_json:
+        click.echo(_json_line(_publish_result(folder, repo_id, private, revision, dry_run)))
+        return
     _publish(folder, repo_id, private, revision, dry_run)
 
 
-def _publish(folder, repo_id, private, revision, dry_run):
+def _publish_result(folder, repo_id, private, revision, dry_run) -> dict:
     from .session import publish_request
 
-    result = publish_request(folder, repo_id, private=private, revision=revision, dry_run=dry_run)
+    return publish_request(folder, repo_id, private=private, revision=revision, dry_run=dry_run)
+
+
+def _publish(folder, repo_id, private, revision, dry_run):
+    result = _publish_result(folder, repo_id, private, revision, dry_run)
     if dry_run:
         click.echo(f"dry run: would upload {len(result['files'])} files to {repo_id}@{result['revision']}")
         for f in result["files"]:
@@ -398,12 +509,16 @@ def _publish(folder, repo_id, private, revision, dry_run):
               help="How many nearest tokens.")
 @click.option("--revision", help="Hub revision (branch, tag or commit) when ARTIFACTS is a repo id.")
 @click.option("--verify", "full_verify", is_flag=True, help="Hash every file, even those verified before and unchanged.")
+@hub_options
+@click.option("--skip-special", is_flag=True,
+              help="Leave bracketed tokens ([CLS], [PAD], [unused7], ...) out of the list. Default: every token, as "
+                   "the artifact's stored nearest columns and the paper's method have them.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list of {token, cosine}.")
 @_fail_cleanly
-def query(artifacts, neuron, group_word, selection, group_size, word, top, revision, full_verify, as_json):
+def query(artifacts, neuron, group_word, selection, group_size, word, top, revision, full_verify, token, cache_dir,
+          force_download, skip_special, as_json):
     """Nearest vocabulary tokens to a neuron's or group's optimized input, or to a word, from an
     artifact folder or Hub repo id (exact cosine search in the analysis space)."""
-    from .loader import load
     from .naming import Group
 
     chosen = {k: v for k, v in (("neuron", neuron), ("group", group_word), ("word", word)) if v}
@@ -420,9 +535,9 @@ def query(artifacts, neuron, group_word, selection, group_size, word, top, revis
         except FTError:
             raise FTError(f"--neuron takes a neuron name like L12.N225 (got {value!r}); for a word use --word, "
                           "for a word's group --group") from None
-    hits = load(artifacts, revision=revision, full_verify=full_verify).nearest_words(k=top, **{kind: value})
+    hits = _load_artifact(artifacts, revision, token, cache_dir, force_download, full_verify=full_verify).nearest_words(k=top, skip_special=skip_special, **{kind: value})
     if as_json:
-        click.echo(json.dumps([{"token": h["token"], "cosine": h["cosine"]} for h in hits]))
+        click.echo(_json_line([{"token": h["token"], "cosine": h["cosine"]} for h in hits]))
     else:
         click.echo(f"nearest tokens to {_safe(value)}:")
         for h in hits:
@@ -434,16 +549,22 @@ def query(artifacts, neuron, group_word, selection, group_size, word, top, revis
 @click.option("--revision", help="Hub revision when ARTIFACTS is a repo id.")
 @click.option("--verify", "full_verify", is_flag=True, help="Hash every file, even those verified before and unchanged.")
 @click.option("--json", "as_json", is_flag=True, help="Print build_info.json plus the checksum status.")
+@hub_options
+@click.option("--neurons", "list_neurons", is_flag=True,
+              help="List the sampled neurons (what `query --neuron` takes), one line per layer.")
+@click.option("--words", "list_words", is_flag=True,
+              help="List the group words and their selections and k (what `query --group` takes).")
 @_fail_cleanly
-def info(artifacts, revision, full_verify, as_json):
+def info(artifacts, revision, full_verify, as_json, token, cache_dir, force_download, list_neurons, list_words):
     """What an artifact holds: model, subsets and row counts, build settings, results, checksum status."""
-    from .loader import load
-
-    art = load(artifacts, revision=revision, verify=False)
+    art = _load_artifact(artifacts, revision, token, cache_dir, force_download, verify=False)
+    if list_neurons or list_words:
+        _list_contents(art, list_neurons, list_words, as_json)
+        return
     status = art.verify(full=full_verify)
     manifest = art.manifest
     if as_json:
-        click.echo(json.dumps(dict(manifest.to_dict(), checksums=status), indent=2))
+        click.echo(_json_line(dict(manifest.to_dict(), checksums=status), indent=2))
         return
     model = manifest.model
     click.echo(f"{_safe(art.path)}\nmodel: {_safe(model.id)} ({_safe(model.revision)}), {model.num_layers} layers x "
@@ -462,13 +583,38 @@ def info(artifacts, revision, full_verify, as_json):
     click.echo(f"checksums: {len(status) - len(bad)}/{len(status)} ok" + "".join(f"\n  {_safe(k)}: {_safe(v)}" for k, v in bad.items()))
 
 
+def _list_contents(art, list_neurons: bool, list_words: bool, as_json: bool) -> None:
+    """`info --neurons` / `--words`: what the artifact's queries accept."""
+    from .loader import artifact_contents
+
+    contents = artifact_contents(art)
+    shown = {key: contents[key] for key, wanted in (("neurons", list_neurons), ("words", list_words),
+                                                    ("groups", list_words)) if wanted}
+    if as_json:
+        click.echo(_json_line(shown, indent=2))
+        return
+    if list_neurons:
+        by_layer: dict[str, list[str]] = {}
+        for name in contents["neurons"]:
+            by_layer.setdefault(name.partition(".")[0], []).append(name)
+        click.echo(f"{len(contents['neurons'])} neurons:")
+        for layer, names in by_layer.items():
+            click.echo(f"  {layer}: " + " ".join(names))
+    if list_words:
+        click.echo(f"{len(contents['words'])} group words: " + " ".join(contents["words"]))
+        for selection, ks in contents["groups"].items():
+            click.echo(f"  --selection {selection} --group-size " + "|".join(str(k) for k in ks))
+
+
 @main.command()
 @click.argument("artifacts")
 @click.option("--out", default="report", show_default=True, type=click.Path(file_okay=False),
               help="Folder to write report.md, report.json and figures/ into.")
 @click.option("--revision", help="Hub revision when ARTIFACTS is a repo id.")
+@hub_options
+@click.option("--json", "as_json", is_flag=True, help="Print {\"out\": folder, \"files\": [...]} as JSON (report.json holds the numbers).")
 @_fail_cleanly
-def report(artifacts, out, revision):
+def report(artifacts, out, revision, token, cache_dir, force_download, as_json):
     """Regenerate the paper's evaluation from an artifact folder or Hub repo id: report.md, report.json
     and PNG figures (Tables 1-5, Figures 2-5, with the paper's numbers beside them). Needs no model."""
     from .report import write_report
@@ -476,10 +622,23 @@ def report(artifacts, out, revision):
     _check_out("--out", out)
     bars = _Bars()
     try:
-        result = write_report(artifacts, out, progress=bars, revision=revision)
+        result = write_report(_load_artifact(artifacts, revision, token, cache_dir, force_download), out, progress=bars)
     finally:
         bars.close()
+    if as_json:
+        click.echo(_json_line({"out": str(out), "files": result["files"]}))
+        return
     click.echo(_safe(f"wrote {len(result['files'])} files to {out}: " + ", ".join(result["files"])))
+
+
+def _summary(command: click.Command) -> str:
+    """A command's first sentence, whole: `--help` lists it untruncated."""
+    paragraph = " ".join((command.help or "").split("\n\n")[0].split())
+    return re.split(r"(?<=[.!?])\s+(?=[A-Z])", paragraph, maxsplit=1)[0]
+
+
+for _command in main.commands.values():
+    _command.short_help = _command.short_help or _summary(_command)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -177,7 +177,7 @@ class Artifact:
         """A config's analysis-space vectors [n, h] (read once per config), or the given rows of them."""
         if name not in self._matrices:
             h = self.manifest.model.hidden_size
-            flat = self._read_column(name, "vector").flatten().to_numpy().astype(np.float32)
+            flat = _float_values(self._read_column(name, "vector").flatten())
             if flat.size != self.manifest.configs[name].rows * h:
                 raise ArtifactError(f"config {name!r} vectors do not have the manifest's shape; re-download or rebuild "
                                     "the artifact")
@@ -216,6 +216,11 @@ class Artifact:
     @cached_property
     def _tokens(self) -> list[str]:
         return self._column("vocabulary", "token")
+
+    @cached_property
+    def _special(self) -> frozenset:
+        """Ids of the bracketed tokens ([CLS], [PAD], [unused7], ...), which `skip_special` leaves out."""
+        return frozenset(i for i, t in enumerate(self._tokens) if len(t) > 2 and t[0] == "[" and t[-1] == "]")
 
     @cached_property
     def _names(self) -> dict[str, list[str]]:
@@ -272,34 +277,61 @@ class Artifact:
             if not isinstance(name, str):
                 raise ArtifactError(f"neuron= takes a name like 'L12.N225' (got {value!r})")
             key = str(parse_neuron(name, model.num_layers, model.hidden_size))
-            config, why = "neurons", "neuron is not in this artifact's sample; `ft-artifacts info` lists the layers"
+            config, why = "neurons", None
         elif kind == "group":
-            key = str(parse_group(value))
-            config, why = "word_groups", ("group is not in this artifact; groups are (word, selection, k) with words "
-                                          + ", ".join(self.manifest.words[:8]) + (" ..." if len(self.manifest.words) > 8 else ""))
+            key = str(_parse_group_hint(value))
+            config, why = "word_groups", None
         else:
             if not isinstance(value, str):
                 raise ArtifactError(f"word= takes one vocabulary token (got {value!r})")
-            key, config, why = value, "vocabulary", "not a single token of this model's vocabulary"
+            key, config, why = value, "vocabulary", None
         row = self._rows[config].get(key)
         if row is None:
-            raise ArtifactError(f"{key!r}: {why}")
+            raise ArtifactError(self._missing(config, key))
         if config != "vocabulary":
             offset = 0 if config == "neurons" else self.manifest.configs["neurons"].rows
             if self._diverged[offset + row]:
                 raise ArtifactError(f"{key}: its optimization diverged (non-finite values); it has no nearest words")
         return config, row
 
-    def nearest_words(self, query=None, *, k: int = 10, **kinds):
+    def _missing(self, config: str, key: str) -> str:
+        """The one-line error for a neuron, group or word this artifact does not hold, saying what it holds."""
+        if config == "vocabulary":
+            from .words import word_hint
+
+            return word_hint(key, self._rows["vocabulary"])
+        if config == "neurons":
+            names = self._names["neurons"]
+            layer = key.partition(".")[0]
+            same = [n for n in names if n.partition(".")[0] == layer]
+            shown = ", ".join((same or names)[:6])
+            return (f"{key!r}: neuron is not in this artifact's sample of {len(names)}"
+                    + (f" (in layer {layer[1:]}: {shown}, ...)" if same else f" (e.g. {shown})")
+                    + "; `ft-artifacts info ARTIFACT --neurons` lists them all")
+        word = key.rsplit("/", 2)[0]
+        contents = artifact_contents(self)
+        words = contents["words"]
+        shown = "; ".join(f"{s} k={', '.join(map(str, ks))}" for s, ks in contents["groups"].items())
+        if word in words:
+            return f"{key!r}: group is not in this artifact; its (selection, k) are: {shown}"
+        return (f"{key!r}: group is not in this artifact: {word!r} is not one of its {len(words)} group words ("
+                + ", ".join(words[:8]) + (", ..." if len(words) > 8 else "")
+                + f"; selections and k: {shown}); `ft-artifacts info ARTIFACT --words` lists them all")
+
+    def nearest_words(self, query=None, *, k: int = 10, skip_special: bool = False, **kinds):
         """Nearest vocabulary tokens by cosine in the analysis space: a list of {"token", "cosine",
         "token_id"} for one query, or one such list per row for a batch of vectors.
-        Queries as in `vector` (neuron=, group=, word= or vectors=)."""
+        Queries as in `vector` (neuron=, group=, word= or vectors=). `skip_special` leaves out bracketed
+        tokens ([CLS], [PAD], [unused7], ...); by default every token counts, as in the stored `nearest` columns."""
+        _check_kinds("nearest_words", kinds)
         vectors = self.vector(query, **kinds)
         from .index import search
 
-        cosines, ids = search(self.vocab_index, vectors, _check_k(k))
+        k = _check_k(k)
+        skip = self._special if skip_special else frozenset()
+        cosines, ids = search(self.vocab_index, vectors, min(k + len(skip), len(self._tokens)))
         results = [[{"token": self._tokens[int(i)], "cosine": float(c), "token_id": int(i)}
-                    for c, i in zip(cs, row) if i >= 0] for cs, row in zip(cosines, ids)]
+                    for c, i in zip(cs, row) if i >= 0 and int(i) not in skip][:k] for cs, row in zip(cosines, ids)]
         return results if _is_batch(query, kinds) else results[0]
 
     def neurons_near(self, query=None, *, k: int = 10, **kinds):
@@ -308,6 +340,7 @@ class Artifact:
         are never returned."""
         from .index import search
 
+        _check_kinds("neurons_near", kinds)
         vectors = self.vector(query, **kinds)
         k = _check_k(k)
         n_neurons = self.manifest.configs["neurons"].rows
@@ -327,6 +360,47 @@ class Artifact:
 def _one_line(exc: BaseException, limit: int = 200) -> str:
     text = " ".join(str(exc).split())
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _parse_group_hint(value) -> Group:
+    """parse_group, with a hint for the common slip of passing a bare word."""
+    if isinstance(value, str) and value.count("/") == 0:
+        raise ArtifactError(f"malformed group {value!r}: a group is (word, selection, k), e.g. group=({value!r}, 'relative', 250) "
+                            f"or '{value}/relative/250'; for the word itself use word={value!r}")
+    return parse_group(value)
+
+
+def _float_values(values) -> np.ndarray:
+    """A pyarrow float array as float32 numpy, straight from its buffer (`to_numpy` imports pandas: 0.3 s)."""
+    import pyarrow as pa
+
+    if values.null_count or not pa.types.is_floating(values.type):
+        return values.to_numpy(zero_copy_only=False).astype(np.float32)
+    width = values.type.bit_width // 8
+    data = np.frombuffer(values.buffers()[1], dtype=f"<f{width}", count=len(values), offset=values.offset * width)
+    return data.astype(np.float32)
+
+
+def artifact_contents(artifact: "Artifact") -> dict:
+    """What an artifact's queries accept: {"neurons": [names in row order], "words": [group words, sorted],
+    "groups": {selection: [k, ...]}}."""
+    keys = [g.rsplit("/", 2) for g in artifact._names["word_groups"]]
+    groups: dict[str, set[int]] = {}
+    for _, selection, k in keys:
+        groups.setdefault(selection, set()).add(int(k))
+    return {"neurons": list(artifact._names["neurons"]), "words": sorted({w for w, _, _ in keys}),
+            "groups": {s: sorted(ks) for s, ks in sorted(groups.items())}}
+
+
+_KINDS = ("neuron", "group", "word", "vectors")
+
+
+def _check_kinds(method: str, kinds: dict) -> None:
+    """A wrong keyword named against the public method the user called, not an internal one."""
+    for key in kinds:
+        if key not in _KINDS:
+            raise TypeError(f"Artifact.{method}() got an unexpected keyword argument {key!r}; it takes one of "
+                            "neuron=, group=, word= or vectors=, and k=")
 
 
 def _check_k(k) -> int:

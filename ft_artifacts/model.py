@@ -102,11 +102,9 @@ class LoadedModel:
         if word in index:
             return index[word]
         from .errors import ObjectiveError
+        from .words import word_hint
 
-        raise ObjectiveError(
-            f"{word!r} is not a single token of {self.model_id}'s vocabulary; "
-            "pick a whole-word token (e.g. 'crowd'), in the tokenizer's casing"
-        )
+        raise ObjectiveError(f"{self.model_id}: {word_hint(word, index)}")
 
 
 def resolve_source(spec: str) -> tuple[str, str]:

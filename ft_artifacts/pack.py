@@ -143,11 +143,25 @@ def _first(table, column: str, default):
     return table[0][column] if len(table) else default
 
 
+def _example_group(manifest: Manifest, groups) -> tuple[str, str, int]:
+    """The card's example group: from the (selection, k) with the best top-1 share, a group whose target word is
+    its nearest token (else that config's first group); the first group when there are no results."""
+    if not len(groups):
+        return ("word", "relative", 10)
+    rows = [dict(word=w, selection=s, k=k, target_rank=r) for w, s, k, r in
+            zip(groups["word"], groups["selection"], groups["k"], groups["target_rank"])]
+    results = [r for r in (manifest.results or {}).get("word_groups", []) if r.get("top1") is not None]
+    if results:
+        best = max(results, key=lambda r: (r["top1"], r["selection"] == "relative", -r["k"]))
+        rows = [r for r in rows if (r["selection"], r["k"]) == (best["selection"], best["k"])] or rows
+    row = next((r for r in rows if r["target_rank"] == 1), rows[0])
+    return (row["word"], row["selection"], int(row["k"]))
+
+
 def _card(manifest: Manifest, results_md: str, settings_table: dict[str, str], tables, repo_id: str | None) -> str:
     from .card import render_card
 
-    group = (_first(tables["word_groups"], "word", "word"), _first(tables["word_groups"], "selection", "relative"),
-             _first(tables["word_groups"], "k", 10))
+    group = _example_group(manifest, tables["word_groups"])
     return render_card(
         model_id=manifest.model.id,
         model_revision=manifest.model.revision,

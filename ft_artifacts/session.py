@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import logging
+import math
 from typing import Sequence
 
 
@@ -33,8 +36,14 @@ def textualize_request(
     precision: str | None = None,
     nearest: int = DEFAULT_NEAREST,
     progress: Progress | None = None,
+    keep: str = "final",
+    scan_cache: bool = True,
 ) -> list[NeuronRow | GroupRow]:
-    """Load the model, scan its vocabulary, and textualize the named neurons and/or word group."""
+    """Load the model, scan its vocabulary (or reuse its cached scan, ft_artifacts.scan_cache), and textualize
+    the named neurons and/or word group. `keep="best"` returns, per row, the input of its best traced step
+    (the paper keeps the final step's: `keep="final"`, the default); see `keep_best`."""
+    if keep not in KEEP:
+        raise ObjectiveError(f"keep must be one of {', '.join(KEEP)} (got {keep!r})")
     config.validate()  # every cheap check runs before the model load and the vocabulary scan
     if precision is not None:
         check_precision(precision)
@@ -51,12 +60,40 @@ def textualize_request(
         if not 1 <= k <= lm.num_neurons:
             raise ObjectiveError(f"--group-size must lie in 1..{lm.num_neurons} for this model (got {k})")
     logger.info("scanning %d vocabulary items", lm.vocab_size)
-    scan = scan_vocabulary(lm, callback=stage(progress, "vocabulary scan"))
+    from .scan_cache import cached_scan
+
+    scan = cached_scan(lm, use_cache=scan_cache, callback=stage(progress, "vocabulary scan"))
     if word:
         objectives.append(group_objective(lm, scan, word, selection, k))
         groups.append((word, selection, k))
-    return textualize(lm, scan, objectives, config, groups=groups, nearest=min(nearest, lm.vocab_size),
-                      precision=precision, callback=stage(progress, "optimizing"))
+    run = functools.partial(textualize, lm, scan, objectives, groups=groups, nearest=min(nearest, lm.vocab_size),
+                            precision=precision)
+    rows = run(config, callback=stage(progress, "optimizing"))
+    return keep_best(rows, run, config, progress) if keep == "best" else rows
+
+
+KEEP = ("final", "best")
+
+
+def keep_best(rows: list, run, config: OptimConfig, progress: Progress | None = None) -> list:
+    """Rows whose traced peak beats their final activation, replaced by the same batch run for exactly the peak's
+    number of steps (a chunk's rows are bit-identical whatever the step count, so row j after s steps is the
+    input the trace recorded). Each such row then says so itself: its `steps` is the step kept."""
+    wanted: dict[int, list[int]] = {}
+    for j, row in enumerate(rows):
+        trace = row.activation_trace
+        if row.diverged or not trace or not all(map(math.isfinite, trace)):
+            continue
+        i = max(range(len(trace)), key=trace.__getitem__)
+        if trace[i] > row.activation:
+            wanted.setdefault(i * config.trace_every, []).append(j)
+    out = list(rows)
+    for steps, members in sorted(wanted.items()):
+        logger.info("keep best: rerunning %d step(s) for %s", steps, ", ".join(rows[j].label for j in members))
+        again = run(dataclasses.replace(config, steps=steps), callback=stage(progress, f"best step {steps}"))
+        for j in members:
+            out[j] = again[j]
+    return out
 
 
 def check_length(lm, length: int) -> None:
@@ -108,3 +145,26 @@ def build_tag(folder: str) -> str:
     from .manifest import BUILD_INFO
 
     return "build-" + sha256_file(f"{folder}/{BUILD_INFO}")[:12]
+
+
+def row_warnings(row) -> list[str]:
+    """What a textualized row's numbers say against trusting it, one line each: an ascent that ended below
+    half of its traced peak, or below what a single word reaches (a neuron's most activating word; a group's
+    target word)."""
+    if row.diverged:
+        return []
+    out = []
+    trace = [a for a in row.activation_trace if math.isfinite(a)]
+    peak = max(trace, default=None)
+    if peak is not None and peak > 0 and row.activation < 0.5 * peak:
+        out.append(f"{row.label}: the ascent collapsed: it ended at {row.activation:.3f}, below half of its traced "
+                   f"peak {peak:.3f}; try fewer --steps, a lower --lr, or --keep best")
+    target = getattr(row, "target_activation", None)
+    if target is not None:
+        if row.activation < target:
+            out.append(f"{row.label}: the optimized input activates the group less than the word {row.word!r} "
+                       f"itself ({row.activation:.3f} < {target:.3f}); its nearest tokens say little about the word")
+    elif row.activation < row.most_activating_activation:
+        out.append(f"{row.label}: the optimized input activates the neuron less than its most activating word "
+                   f"{row.most_activating_token!r} ({row.activation:.3f} < {row.most_activating_activation:.3f})")
+    return out

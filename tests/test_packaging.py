@@ -53,3 +53,16 @@ def test_installed_copy_works_outside_the_source_tree(wheel, tmp_path):
     assert run.returncode == 0, run.stderr
     for command in ("textualize", "build", "query", "info", "push"):
         assert command in run.stdout
+
+
+def test_extras_split_building_from_reading(wheel):
+    """The base install reads artifacts without torch; `[build]` adds torch and transformers; `[read]` exists."""
+    archive = zipfile.ZipFile(wheel)
+    metadata = archive.read(next(n for n in archive.namelist() if n.endswith(".dist-info/METADATA"))).decode()
+    requires = [line.split(":", 1)[1].strip() for line in metadata.splitlines() if line.startswith("Requires-Dist:")]
+    base = [r for r in requires if "extra ==" not in r]
+    assert not any(r.startswith(("torch", "transformers")) for r in base), base
+    assert any(r.startswith("faiss-cpu") for r in base) and any(r.startswith("pyarrow") for r in base)
+    build = [r for r in requires if 'extra == "build"' in r]
+    assert any(r.startswith("torch") for r in build) and any(r.startswith("transformers") for r in build), build
+    assert "Provides-Extra: read" in metadata
