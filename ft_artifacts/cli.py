@@ -402,5 +402,38 @@ def report(artifacts, out, revision):
     click.echo(f"wrote {len(result['files'])} files to {out}: " + ", ".join(result["files"]))
 
 
+
+@main.command()
+@click.argument("artifact")
+@click.option("--out", default="explorer", show_default=True, type=click.Path(file_okay=False),
+              help="Folder to write the site into (an earlier site there is replaced).")
+@click.option("--revision", help="Hub revision when ARTIFACT is a repo id.")
+@click.option("--serve", is_flag=True, help="Then serve the site on 127.0.0.1 (standard library) until Ctrl-C.")
+@click.option("--port", default=0, show_default=True, type=click.IntRange(0, 65535), help="--serve's port (0: any free one).")
+@click.option("--push-space", "push_space", metavar="ORG/NAME", help="Publish the site to this static Hugging Face Space.")
+@click.option("--dataset", metavar="ORG/NAME", help="The artifact's dataset repo, linked from the site and the Space.")
+@click.option("--private", is_flag=True, help="Create the Space private.")
+@_fail_cleanly
+def explore(artifact, out, revision, serve, port, push_space, dataset, private):
+    """Write a static, offline explorer of an artifact folder or Hub repo id: index.html, its script,
+    style and data files (overview, layers, neurons, groups, words). Opens from file:// or any static host;
+    needs no model."""
+    from .explore import explore as write_explorer
+
+    result = write_explorer(artifact, out, revision=revision, push_space_id=push_space, private=private,
+                            dataset=dataset, serve=serve, port=port)
+    click.echo(f"wrote the explorer to {result['out']} ({len(result['files']) + 1} files, {result['bytes']:,} bytes); "
+               f"open {result['out'].resolve() / 'index.html'}")
+    if result.get("space"):
+        click.echo(f"published {len(result['space']['files'])} files to the Space {result['space']['repo_id']}: "
+                   f"{result['space']['commit_url']}")
+    if result.get("server"):
+        click.echo(f"serving at {result['url']} (Ctrl-C stops)")
+        try:
+            result["server"].serve_forever()
+        finally:
+            result["server"].server_close()
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()
