@@ -254,8 +254,10 @@ def publish_options(func):
               help=PRECISION_HELP)
 @click.option("--push", is_flag=True, help="Publish the finished artifact (needs --repo-id).")
 @publish_options
+@click.option("--space", metavar="ORG/NAME", help="With --push: also publish its explorer to this static Space.")
 @_fail_cleanly
-def build(preset_name, out, model, steps, chunk_rows, neurons, device, precision, push, repo_id, private, revision, dry_run):
+def build(preset_name, out, model, steps, chunk_rows, neurons, device, precision, push, repo_id, private, revision, dry_run,
+          space):
     """Build the artifact folder of a preset: neurons, word_groups, vocabulary and neuron_stats
     datasets, FAISS indexes, dataset card and build_info.json. A killed build resumes where it stopped.
     Under torchrun, the processes share the work by chunks and rank 0 packs the same artifact."""
@@ -264,6 +266,8 @@ def build(preset_name, out, model, steps, chunk_rows, neurons, device, precision
 
     if push and not repo_id:
         raise FTError("--push needs --repo-id ORG/NAME")
+    if space and not push:
+        raise FTError("--space publishes the explorer beside a push: add --push --repo-id ORG/NAME")
     world, device = world_from_env(_device(device))
     _quiet_transformers()
     bars = _Bars(enabled=world.main)
@@ -280,6 +284,14 @@ def build(preset_name, out, model, steps, chunk_rows, neurons, device, precision
     click.echo(f"built {path}")
     if push:
         _publish(str(path), repo_id, private, revision, dry_run)
+    if push and space and not dry_run:
+        import tempfile
+
+        from .explore import explore as write_explorer
+
+        with tempfile.TemporaryDirectory(prefix="ft-explorer-") as tmp:
+            result = write_explorer(str(path), f"{tmp}/site", push_space_id=space, private=private, dataset=repo_id)
+        click.echo(f"published its explorer to the Space {result['space']['repo_id']}: {result['space']['commit_url']}")
 
 
 @main.command()

@@ -269,6 +269,26 @@ def test_push_space_publishes_exactly_the_site_in_one_commit(hub_server, site: P
     assert len(hub_server.requests) == before  # refused before any request
 
 
+def test_cli_push_space_links_the_dataset(hub_server, tiny_artifact: Path, tmp_path: Path) -> None:  # noqa: F811
+    import os
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGINGFACE_"))}
+    env.update(HF_ENDPOINT=hub_server.endpoint, HF_TOKEN=TOKEN, HF_HOME=str(tmp_path / "hf"), HF_HUB_DISABLE_XET="1",
+               HF_HUB_DISABLE_TELEMETRY="1")
+    cli = str(Path(sys.executable).with_name("ft-artifacts"))
+    proc = subprocess.run([cli, "explore", str(tiny_artifact), "--out", str(tmp_path / "site"), "--push-space",
+                           "user/tiny-explorer", "--dataset", "user/tiny"], env=env, capture_output=True, text=True,
+                          cwd=tmp_path, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "published" in proc.stdout and "user/tiny-explorer" in proc.stdout and TOKEN not in proc.stdout + proc.stderr
+    files = hub_server.repos["user/tiny-explorer"].head().files
+    meta = read_data(tmp_path / "site", "meta", as_float32=False)
+    assert meta["space_links"] == {"dataset": "https://huggingface.co/datasets/user/tiny",
+                                   "space": "https://huggingface.co/spaces/user/tiny-explorer"}
+    assert files["data/meta.js"] == (tmp_path / "site" / "data" / "meta.js").read_bytes()
+    assert "https://huggingface.co/datasets/user/tiny" in files["README.md"].decode()
+
+
 # --- in the browser ---------------------------------------------------------------------------------------
 def routes_for(art) -> list[str]:
     names = list(art.neurons["neuron"])
