@@ -91,7 +91,11 @@ def site_data(artifact) -> dict[str, object]:
     groups = artifact.word_groups.with_format("numpy")
     stats = artifact.neuron_stats
     tokens = list(artifact.vocabulary["token"])
-    report = compute_report(artifact.neurons, artifact.word_groups, artifact.vocabulary, model_id, steps)
+    try:
+        report = compute_report(artifact.neurons, artifact.word_groups, artifact.vocabulary, model_id, steps)
+        report_error = None
+    except ArtifactError as exc:  # e.g. every row diverged: the pages still show each row and its flags
+        report, report_error = None, str(exc)
     data: dict[str, object] = {}
 
     # --- neurons ------------------------------------------------------------------------------------
@@ -191,10 +195,11 @@ def site_data(artifact) -> dict[str, object]:
         "settings": manifest.settings, "rows": {n: c.rows for n, c in manifest.configs.items()},
         "build_id": manifest.build_id(), "words": words,
         "layers": {str(layer): len(rows) for layer, rows in sorted(layers.items())},
-        "diverged": report["artifact"]["diverged"],
-        "collapsed": {c: report["traces"][c]["ended_below_half_peak"] for c in ("neurons", "word_groups")},
-        "never_above_zero": {c: report["traces"][c]["never_above_zero"] for c in ("neurons", "word_groups")},
-        "report": {k: report[k] for k in ("table1", "by_layer", "groups", "paper")},
+        "diverged": report["artifact"]["diverged"] if report else {"neurons": sum(diverged), "word_groups": sum(g_diverged)},
+        "collapsed": {c: report["traces"][c]["ended_below_half_peak"] if report else None for c in ("neurons", "word_groups")},
+        "never_above_zero": {c: report["traces"][c]["never_above_zero"] if report else None for c in ("neurons", "word_groups")},
+        "report": {k: report[k] for k in ("table1", "by_layer", "groups", "paper")} if report else None,
+        "report_error": report_error,
         "has_top_tokens": has_top, "neuron_chunk": NEURON_CHUNK, "word_bucket": WORD_BUCKET,
         "space_links": {},
     })

@@ -472,3 +472,25 @@ def test_an_older_artifact_shows_that_top_tokens_are_missing(browser, tiny_artif
     assert "keeps only the most activating token" in browser.js(
         "return document.getElementById('top-tokens-missing').textContent")
     assert browser.console_errors() == []
+
+
+@needs_browser
+def test_diverged_rows_are_flagged(browser, tiny_bert, tmp_path: Path) -> None:
+    """lr 1e30 overflows every row: the report refuses the artifact, the pages still show each row, flagged."""
+    import ft_artifacts
+    from ft_artifacts.builders.build import build
+    from ft_artifacts.explore import write_site
+    from ft_artifacts.optimize import OptimConfig
+
+    art = ft_artifacts.load(build(af.tiny_build_config(tiny_bert, optim=OptimConfig(steps=4, lr=1e30, trace_every=1)),
+                                  tmp_path / "diverged"))
+    out = write_site(art, tmp_path / "site")["out"]
+    browser.open(out / "index.html", "#/")
+    assert "diverged" in browser.js("return document.getElementById('report-error').textContent")
+    name, group = art.neurons["neuron"][0], art.word_groups["group"][0]
+    for route in (f"#/neuron/{name}", f"#/group/{group}", "#/layer/1"):
+        browser.go(route)
+        assert browser.js("return document.querySelectorAll('[data-flag=diverged]').length") >= 1, route
+    browser.go(f"#/neuron/{name}")
+    assert "diverged" in browser.js("return document.querySelector('#view').textContent")
+    assert browser.console_errors() == []

@@ -138,6 +138,7 @@
 
   // --- views ------------------------------------------------------------------------------------------
   function overview() {
+    if (!META.report) return overviewWithoutReport();
     const model = META.model, r = META.report, t1 = r.table1, p1 = r.paper.table1;
     const cards = el("div", {"class": "cards"},
       el("div", {}, el("div", {"class": "muted"}, "model"), el("div", {"class": "big", id: "ov-model"}, model.id),
@@ -211,6 +212,18 @@
       el("figure", {}, lineChart(curves, {width: 560, height: 220, dots: true, logx: true, ymin: 0, ymax: 1, xticks: ks,
         xlabel: "k (group size)", cls: "group-curves"}), el("figcaption", {"class": "muted"}, "share of words at top-1 and in the top-20, against k")),
       el("h2", {}, "Group words"), words, el("h2", {}, "Settings"), settings]);
+  }
+  function overviewWithoutReport() {  // the report refused this artifact (e.g. every row diverged)
+    const rows = table(["config", {label: "rows", num: true}, {label: "diverged", num: true}], Object.keys(META.rows).map(function (c) {
+      return el("tr", {"data-config": c}, el("td", {}, c), el("td", {"class": "num", "data-field": "rows"}, String(META.rows[c])),
+        el("td", {"class": "num", "data-field": "diverged"}, c in META.diverged ? String(META.diverged[c]) : ""));
+    }), {id: "rows-table"});
+    const layers = el("p", {}, Object.keys(META.layers).map(function (l) {
+      return [el("a", {href: "#/layer/" + l, "class": "layer-link"}, "layer " + l), " (" + META.layers[l] + ") "];
+    }));
+    show(META.model.id, [el("h1", {}, "Overview"), el("p", {"class": "big", id: "ov-model"}, META.model.id),
+      el("p", {"class": "error", id: "report-error"}, "No report: " + META.report_error), el("h2", {}, "Rows"), rows,
+      el("h2", {}, "Layers"), layers]);
   }
   function flatten(obj, prefix) {
     return Object.entries(obj || {}).flatMap(function (e) {
