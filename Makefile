@@ -28,10 +28,13 @@ demo: $(STAMP)
 	$(BIN)/ft-artifacts info $(DEMO_OUT)
 	$(BIN)/ft-artifacts query $(DEMO_OUT) --group time --selection relative --group-size 250
 	$(BIN)/ft-artifacts query $(DEMO_OUT) --neuron L6.N12
+	$(BIN)/ft-artifacts explore $(DEMO_OUT) --out $(DEMO_OUT)-explorer
+	@echo "open $(DEMO_OUT)-explorer/index.html in a browser (file:// works), or serve it: $(BIN)/ft-artifacts explore $(DEMO_OUT) --out $(DEMO_OUT)-explorer --serve"
 
-# The default test run: unit tests (tiny random BERTs) and integration tests (packaged MiniLM, CPU).
+# The default test run: unit tests (tiny random BERTs) and integration tests (packaged MiniLM, CPU), and the
+# explorer's browser tests when a Chromium is found (the last line says so when they were skipped).
 test: $(STAMP)
-	$(BIN)/pytest
+	$(BIN)/pytest; status=$$?; $(BIN)/python tests/browser.py; exit $$status
 
 # Everything, including slow tests; gpu and network tests still need their hardware / the Hub.
 test-all: $(STAMP)
@@ -74,4 +77,4 @@ mutation: $(STAMP)
 	$(BIN)/mutmut results --all true | awk '{print $$NF}' | sort | uniq -c
 
 clean:
-	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache .whl
+	rm -rf $(VENV) $(DEMO_OUT) $(DEMO_OUT)-explorer .pytest_cache .whl

@@ -518,5 +518,7 @@ def _tables(lm: LoadedModel, plan: Plan, chunks: dict[str, list[Path]], config: 
         "most_activating_token": [lm.tokens[int(t)] for t in plan.argmax],
         "most_activating_token_id": plan.argmax.astype(np.int32),
         "sampled": [str(n) in sampled for n in names],
+        "top_tokens": [None] * len(names) if plan.top_ids is None else [[lm.tokens[int(t)] for t in col] for col in plan.top_ids.T],
+        "top_activations": [None] * len(names) if plan.top_acts is None else list(plan.top_acts.T.astype(np.float32)),
     }, features=features("neuron_stats"))
     return tables

@@ -39,6 +39,8 @@ class Plan:
     sampled: list[str]  # neuron names of the `neurons` config
     words: list[str]
     rows: dict[str, list[RowTarget]]  # config -> one target per optimized row
+    top_ids: np.ndarray | None = None  # [10, L*H] the scan's most activating tokens per neuron (None: an older plan)
+    top_acts: np.ndarray | None = None  # [10, L*H] their activations
 
 
 def make_plan(lm: LoadedModel, config: BuildConfig, work: Path, callback=None, tmp_dir: Path | None = None) -> Plan:
@@ -63,7 +65,8 @@ def make_plan(lm: LoadedModel, config: BuildConfig, work: Path, callback=None, t
     groups = [group(scan.top_neurons(wid, k, s), group_key(w, s, k)) for w, wid, s, k in keys]
     rows = {"neurons": targets_for(scan, [neuron(n) for n in sampled]),
             "word_groups": targets_for(scan, groups, keys, device=lm.device)}
-    plan = Plan(scan.a_max, scan.argmax, scan.analysis, scan.nonpositive_max, [str(n) for n in sampled], words, rows)
+    plan = Plan(scan.a_max, scan.argmax, scan.analysis, scan.nonpositive_max, [str(n) for n in sampled], words, rows,
+                scan.top_ids, scan.top_acts)
     _save(plan, arrays, spec_path, tmp_dir, owner)
     return plan
 
@@ -71,7 +74,8 @@ def make_plan(lm: LoadedModel, config: BuildConfig, work: Path, callback=None, t
 def _save(plan: Plan, arrays: Path, spec_path: Path, tmp_dir: Path | None, owner: str) -> None:
     """scan.npz and plan.json, then the record of both (written last: a plan without one is planned again)."""
     buffer = io.BytesIO()
-    np.savez(buffer, a_max=plan.a_max, argmax=plan.argmax, analysis=plan.analysis)
+    np.savez(buffer, a_max=plan.a_max, argmax=plan.argmax, analysis=plan.analysis, top_ids=plan.top_ids,
+             top_acts=plan.top_acts)
     spec = {"nonpositive_max": plan.nonpositive_max, "sampled": plan.sampled, "words": plan.words,
             "rows": {name: [t.to_dict() for t in targets] for name, targets in plan.rows.items()}}
     files = {arrays: buffer.getvalue(), spec_path: json.dumps(spec).encode()}
@@ -92,6 +96,7 @@ def _load(arrays: Path, spec_path: Path, record_path: Path, owner: str) -> Plan:
     text = resume.check_entry(spec_path.name, resume.read_bytes(spec_path, resume.PLAN_LIMIT), record.get(spec_path.name))
     with np.load(io.BytesIO(scan), allow_pickle=False) as data:
         a_max, argmax, analysis = data["a_max"], data["argmax"], data["analysis"]
+        top_ids, top_acts = (data["top_ids"], data["top_acts"]) if "top_ids" in data.files else (None, None)
     spec = loads(text, max_bytes=resume.PLAN_LIMIT)
     rows = {name: [RowTarget.from_dict(t) for t in targets] for name, targets in spec["rows"].items()}
-    return Plan(a_max, argmax, analysis, spec["nonpositive_max"], spec["sampled"], spec["words"], rows)
+    return Plan(a_max, argmax, analysis, spec["nonpositive_max"], spec["sampled"], spec["words"], rows, top_ids, top_acts)

@@ -23,7 +23,6 @@ PRECISION_HELP = ("Precision of the optimization steps: fp32, tf32 (TF32 matrix 
                   "a GPU, fp32 on CUDA. Final activations are always evaluated in float32.")
 
 
-
 _VERBOSITY = {"level": 0}  # -1 quiet, 0 default, 1 verbose: set by the main group, read by _fail_cleanly
 _LOG_HANDLER: list = []  # the one handler the CLI puts on ft_artifacts' logger
 
@@ -426,10 +425,11 @@ def publish_options(func):
               help=PRECISION_HELP)
 @click.option("--push", is_flag=True, help="Publish the finished artifact (needs --repo-id).")
 @publish_options
+@click.option("--space", metavar="ORG/NAME", help="With --push: also publish its explorer to this static Space.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object ({\"built\": folder, ...}).")
 @_fail_cleanly
 def build(preset_name, out, model, steps, chunk_rows, neurons, device, precision, push, repo_id, private, revision, dry_run,
-          as_json):
+          space, as_json):
     """Build the artifact folder of a preset: neurons, word_groups, vocabulary and neuron_stats
     datasets, FAISS indexes, dataset card and build_info.json. A killed build resumes where it stopped.
     Under torchrun, the processes share the work by chunks and rank 0 packs the same artifact."""
@@ -438,6 +438,8 @@ def build(preset_name, out, model, steps, chunk_rows, neurons, device, precision
 
     if push and not repo_id:
         raise FTError("--push needs --repo-id ORG/NAME")
+    if space and not push:
+        raise FTError("--space publishes the explorer beside a push: add --push --repo-id ORG/NAME")
     _check_out("--out", out)
     world, device = world_from_env(_device(device))
     _quiet_transformers()
@@ -459,6 +461,14 @@ def build(preset_name, out, model, steps, chunk_rows, neurons, device, precision
     click.echo(f"built {_safe(path)}")
     if push:
         _publish(str(path), repo_id, private, revision, dry_run)
+    if push and space and not dry_run:
+        import tempfile
+
+        from .explore import explore as write_explorer
+
+        with tempfile.TemporaryDirectory(prefix="ft-explorer-") as tmp:
+            result = write_explorer(str(path), f"{tmp}/site", push_space_id=space, private=private, dataset=repo_id)
+        click.echo(f"published its explorer to the Space {result['space']['repo_id']}: {result['space']['commit_url']}")
 
 
 @main.command()
@@ -629,6 +639,38 @@ def report(artifacts, out, revision, token, cache_dir, force_download, as_json):
         click.echo(_json_line({"out": str(out), "files": result["files"]}))
         return
     click.echo(_safe(f"wrote {len(result['files'])} files to {out}: " + ", ".join(result["files"])))
+
+
+@main.command()
+@click.argument("artifact")
+@click.option("--out", default="explorer", show_default=True, type=click.Path(file_okay=False),
+              help="Folder to write the site into (an earlier site there is replaced).")
+@click.option("--revision", help="Hub revision when ARTIFACT is a repo id.")
+@click.option("--serve", is_flag=True, help="Then serve the site on 127.0.0.1 (standard library) until Ctrl-C.")
+@click.option("--port", default=0, show_default=True, type=click.IntRange(0, 65535), help="--serve's port (0: any free one).")
+@click.option("--push-space", "push_space", metavar="ORG/NAME", help="Publish the site to this static Hugging Face Space.")
+@click.option("--dataset", metavar="ORG/NAME", help="The artifact's dataset repo, linked from the site and the Space.")
+@click.option("--private", is_flag=True, help="Create the Space private.")
+@_fail_cleanly
+def explore(artifact, out, revision, serve, port, push_space, dataset, private):
+    """Write a static, offline explorer of an artifact folder or Hub repo id: index.html, its script,
+    style and data files (overview, layers, neurons, groups, words). Opens from file:// or any static host;
+    needs no model."""
+    from .explore import explore as write_explorer
+
+    result = write_explorer(artifact, out, revision=revision, push_space_id=push_space, private=private,
+                            dataset=dataset, serve=serve, port=port)
+    click.echo(f"wrote the explorer to {result['out']} ({len(result['files']) + 1} files, {result['bytes']:,} bytes); "
+               f"open {result['out'].resolve() / 'index.html'}")
+    if result.get("space"):
+        click.echo(f"published {len(result['space']['files'])} files to the Space {result['space']['repo_id']}: "
+                   f"{result['space']['commit_url']}")
+    if result.get("server"):
+        click.echo(f"serving at {result['url']} (Ctrl-C stops)")
+        try:
+            result["server"].serve_forever()
+        finally:
+            result["server"].server_close()
 
 
 def _summary(command: click.Command) -> str:

@@ -27,7 +27,7 @@ DESCRIPTIONS = {
     "neurons": "one sampled neuron and its optimized input",
     "word_groups": "one (word, selection, k) neuron group and its optimized input",
     "vocabulary": "one vocabulary token and its vectors (the rows of index/vocab.faiss)",
-    "neuron_stats": "one neuron of the model: a_max and its most activating token",
+    "neuron_stats": "one neuron of the model: a_max, its most activating token and the scan's top 10 tokens",
 }
 
 

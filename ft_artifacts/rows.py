@@ -105,8 +105,12 @@ class NeuronStatsRow(_NeuronName):
     most_activating_token: str = _col("string")
     most_activating_token_id: int = _col("int32")
     sampled: bool = _col("bool")
+    # The scan's 10 most activating tokens, best first, and their activations (null in older artifacts).
+    top_tokens: list[str] | None = _col("strings", default=None)
+    top_activations: list[float] | None = _col("floats", default=None)
 
 
+OPTIONAL_COLUMNS = {"neuron_stats": ("top_tokens", "top_activations")}  # absent (read as null) in older artifacts
 ROW_TYPES = {"neurons": NeuronRow, "word_groups": GroupRow, "vocabulary": VocabularyRow,
              "neuron_stats": NeuronStatsRow}
 

@@ -26,7 +26,7 @@ from .naming import Neuron
 from .settings import SELECTIONS  # noqa: F401 - re-exported
 
 logger = logging.getLogger(__name__)
-
+TOP_TOKENS = 10  # the scan's most activating tokens kept per neuron (neuron_stats.top_tokens)
 
 
 @dataclass
@@ -36,6 +36,8 @@ class VocabScan:
     argmax: np.ndarray  # [L*H] int64, the most activating token id
     analysis: np.ndarray  # [V, H] float32, each token's analysis-space vector (the index's vectors)
     hidden_size: int
+    top_ids: np.ndarray | None = None  # [TOP_TOKENS, L*H] int64: each neuron's most activating tokens, best first
+    top_acts: np.ndarray | None = None  # [TOP_TOKENS, L*H] float32: their activations
 
     @property
     def nonpositive_max(self) -> int:
@@ -79,6 +81,9 @@ def scan_vocabulary(
     analysis = np.empty((vocab, lm.hidden_size), dtype=np.float32)
     a_max = np.full(width, -np.inf, dtype=np.float32)
     argmax = np.zeros(width, dtype=np.int64)
+    top = min(TOP_TOKENS, vocab)  # a running top-k over the batches, kept on the scan's device
+    top_acts = torch.full((top, width), -torch.inf, device=lm.device)
+    top_ids = torch.zeros((top, width), dtype=torch.int64, device=lm.device)
     autocast = torch.autocast(lm.device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None)
     for start in range(0, vocab, batch_size):
         ids = torch.arange(start, min(start + batch_size, vocab), device=lm.device)
@@ -89,10 +94,13 @@ def scan_vocabulary(
         best, where = best.cpu().numpy(), where.cpu().numpy() + start
         better = best > a_max  # strict: the first token reaching the max wins ties
         a_max[better], argmax[better] = best[better], where[better]
+        top_acts, pick = torch.cat([top_acts, batch_acts]).topk(top, dim=0)
+        top_ids = torch.cat([top_ids, ids[:, None].expand_as(batch_acts)]).gather(0, pick)
         acts[start:start + len(ids)] = batch_acts.cpu().numpy().astype(storage_dtype)
         analysis[start:start + len(ids)] = vecs.float().cpu().numpy()
         if callback:
             callback(start + len(ids), vocab)
     if path is not None:
         acts.flush()
-    return VocabScan(acts=acts, a_max=a_max, argmax=argmax, analysis=analysis, hidden_size=lm.hidden_size)
+    return VocabScan(acts=acts, a_max=a_max, argmax=argmax, analysis=analysis, hidden_size=lm.hidden_size,
+                     top_ids=top_ids.cpu().numpy(), top_acts=top_acts.cpu().numpy())

@@ -4,7 +4,7 @@ derived from the row types of rows.py."""
 from __future__ import annotations
 
 from .manifest import CONFIGS, DEFAULT_CONFIG  # noqa: F401 - re-exported: the configs the schema covers
-from .rows import ROW_TYPES, column_types
+from .rows import OPTIONAL_COLUMNS, ROW_TYPES, column_types
 
 
 def _feature(dtype: str):
@@ -37,6 +37,9 @@ def read_parquet(files, config: str | None = None):
     from datasets.table import InMemoryTable
 
     table = pa.concat_tables([pq.read_table(str(f)) for f in files])
+    for column in OPTIONAL_COLUMNS.get(config, ()):  # an older artifact: the column reads as null
+        if column not in table.column_names:
+            table = table.append_column(column, pa.nulls(table.num_rows, features(config).arrow_schema.field(column).type))
     dataset = datasets.Dataset(InMemoryTable(table))  # parquet metadata carries the schema
     if config is not None and dataset.features != features(config):
         dataset = dataset.cast(features(config))

@@ -68,6 +68,7 @@ class Repo:
     private: bool = False
     branches: dict[str, list[Commit]] = field(default_factory=lambda: {"main": []})
     tags: dict[str, Commit] = field(default_factory=dict)
+    sdk: str | None = None  # a Space's SDK, as create_repo(space_sdk=...) sent it
 
     def head(self, branch: str = "main") -> Commit | None:
         commits = self.branches.get(branch) or [None]
@@ -336,6 +337,7 @@ def create_repo(h: HubHandler, state: HubState) -> bool:
         raise HubError(409, "You already created this repo", extra={"url": state.repo_url(state.repos[repo_id])})
     private = payload.get("visibility") == "private" or bool(payload.get("private"))
     state.repos[repo_id] = repo = Repo(repo_id, repo_type, private)
+    repo.sdk = payload.get("sdk")
     h.send_json({"url": state.repo_url(repo), "name": repo_id})
     return True
 

@@ -27,7 +27,8 @@ def wheel(tmp_path_factory) -> Path:
 def test_wheel_ships_builders_cards_and_console_script(wheel):
     names = zipfile.ZipFile(wheel).namelist()
     for required in ("ft_artifacts/cli.py", "ft_artifacts/builders/build.py", "ft_artifacts/builders/curated_words.txt",
-                     "ft_artifacts/cards/dataset_card.md"):
+                     "ft_artifacts/cards/dataset_card.md", "ft_artifacts/explore.py", "ft_artifacts/explorer/index.html",
+                     "ft_artifacts/explorer/app.js", "ft_artifacts/explorer/style.css", "ft_artifacts/explorer/favicon.svg"):
         assert required in names, f"{required} missing from the wheel"
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     assert "ft-artifacts = ft_artifacts.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
@@ -44,6 +45,8 @@ def test_installed_copy_works_outside_the_source_tree(wheel, tmp_path):
         "assert ft_artifacts.__file__.startswith(sys.argv[1]), ft_artifacts.__file__\n"
         "assert len(s.curated_words()) == 20\n"
         "assert '{{ card_data }}' in resources.files('ft_artifacts.cards').joinpath('dataset_card.md').read_text()\n"
+        "from ft_artifacts.explore import ASSETS, _asset\n"
+        "assert all(_asset(name) for name in ASSETS)\n"
         "from ft_artifacts.cli import main\n"
         "main(['--help'])\n"
     )
@@ -51,7 +54,7 @@ def test_installed_copy_works_outside_the_source_tree(wheel, tmp_path):
     run = subprocess.run([sys.executable, "-c", "import sys\n" + script, str(target)], cwd=tmp_path, env=env,
                          capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
-    for command in ("textualize", "build", "query", "info", "push"):
+    for command in ("textualize", "build", "query", "info", "push", "explore"):
         assert command in run.stdout
 
 

@@ -249,3 +249,15 @@ def test_vocab_stats_equal_a_direct_evaluation_on_every_token(tiny, tiny_scan, c
             assert "target" not in got
         else:
             assert got["target"] == pytest.approx(values[target], rel=1e-5, abs=1e-6), obj.label
+
+
+def test_top_tokens_are_each_neurons_ten_largest_activations(scan64, reference64):
+    """The running top-10 merged over 7 batches equals a sort of the whole reference matrix per neuron."""
+    acts, _ = reference64
+    assert scan64.top_ids.shape == scan64.top_acts.shape == (10, acts.shape[1])
+    want = -np.sort(-acts, axis=0)[:10]
+    np.testing.assert_allclose(scan64.top_acts, want, rtol=1e-6, atol=1e-7)
+    np.testing.assert_array_equal(scan64.top_ids[0], acts.argmax(axis=0))
+    picked = np.take_along_axis(acts, scan64.top_ids, axis=0)  # each id's own activation
+    np.testing.assert_allclose(picked, scan64.top_acts, rtol=1e-6, atol=1e-7)
+    assert all(len(set(col)) == 10 for col in scan64.top_ids.T)
