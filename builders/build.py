@@ -180,7 +180,7 @@ def validate(config: BuildConfig, lm: LoadedModel) -> None:
     sample_words(lm.tokens, config.random_words, config.curated_words, config.word_seed)
     if config.chunk_rows < 1 or config.scan_batch < 1 or config.nearest < 1:
         raise ArtifactError("chunk_rows, scan_batch and nearest must be positive")
-    limit = lm.model.config.max_position_embeddings - 2
+    limit = lm.max_length
     if config.optim.length > limit:
         raise ArtifactError(f"length {config.optim.length} does not fit: {lm.model_id} takes at most {limit} "
                             "optimized tokens between [CLS] and [SEP]")
@@ -188,7 +188,7 @@ def validate(config: BuildConfig, lm: LoadedModel) -> None:
 
 def model_info(lm: LoadedModel) -> ModelInfo:
     return ModelInfo(id=lm.model_id, revision=lm.revision, source=lm.source, num_layers=lm.num_layers,
-                     hidden_size=lm.hidden_size, vocab_size=lm.vocab_size)
+                     hidden_size=lm.hidden_size, vocab_size=lm.vocab_size, family=lm.family.name)
 
 
 def settings_table(config: BuildConfig, lm: LoadedModel) -> dict[str, str]:
