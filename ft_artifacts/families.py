@@ -139,7 +139,7 @@ def detect(model, model_id: str) -> Family:
     model_type = getattr(getattr(model, "config", None), "model_type", None)
     for family in FAMILIES:
         if model_type in family.model_types:
-            if family.position_offset == 0 and family.name == "roberta":
+            if family.name == "roberta":  # positions start after the padding index
                 pad = getattr(model.config, "pad_token_id", None)
                 family = _with_offset(family, (pad if pad is not None else 1) + 1)
             return family

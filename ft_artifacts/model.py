@@ -172,6 +172,8 @@ def _family(model, model_id: str) -> Family:
         return BERT
     family = detect(model, model_id)
     family.check(model, model_id)
+    logger.info("%s: %s family; optimizing runs the model's own forward, stopped after the deepest target "
+                "layer, without BERT's per-layer dropping of finished rows", model_id, family.name)
     return family
 
 

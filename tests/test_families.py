@@ -83,3 +83,27 @@ def test_albert_reads_its_shared_ffn_output_once_per_layer_position(folders):
         _, acts = activations(lm, lm.embedding_matrix[5:7].unsqueeze(1))
     layers = acts.view(2, 3, 16)
     assert not torch.allclose(layers[:, 0], layers[:, 1])  # three calls, three different readings
+
+
+def test_the_family_is_recorded_and_older_manifests_read_as_bert():
+    from ft_artifacts.manifest import ModelInfo, _Reader
+
+    model = dict(id="m", revision="r", source="s", num_layers=3, hidden_size=16, vocab_size=45)
+    assert _Reader("build_info.json").model(model).family == "bert"  # written before families existed
+    assert _Reader("build_info.json").model({**model, "family": "gpt2"}) == ModelInfo(**model, family="gpt2")
+    with pytest.raises(Exception, match="'family' has the wrong type"):
+        _Reader("build_info.json").model({**model, "family": 3})
+
+
+def test_an_unsupported_model_type_names_the_supported_families():
+    from transformers import T5Config, T5EncoderModel
+
+    from ft_artifacts.errors import ModelLoadError
+    from ft_artifacts.families import detect
+
+    model = T5EncoderModel(T5Config(vocab_size=40, d_model=16, d_kv=8, d_ff=32, num_layers=1, num_heads=2))
+    with pytest.raises(ModelLoadError) as err:
+        detect(model, "tiny-t5")
+    message = str(err.value)
+    assert "T5EncoderModel" in message and "'t5'" in message and "\n" not in message
+    assert "llama (llama/mistral/qwen2)" in message and "roberta (roberta/xlm-roberta)" in message
