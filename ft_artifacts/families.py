@@ -153,13 +153,6 @@ def _with_offset(family: Family, offset: int) -> Family:
     return replace(family, position_offset=offset)
 
 
-def family_named(name: str) -> Family:
-    for family in FAMILIES:
-        if family.name == name:
-            return family
-    raise ModelLoadError(f"unknown model family {name!r}; supported families: {supported()}")
-
-
 def _get(obj, dotted: str):
     for part in dotted.split("."):
         if part.isdigit():
