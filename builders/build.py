@@ -183,7 +183,8 @@ def validate(config: BuildConfig, lm: LoadedModel) -> None:
     limit = lm.max_length
     if config.optim.length > limit:
         raise ArtifactError(f"length {config.optim.length} does not fit: {lm.model_id} takes at most {limit} "
-                            "optimized tokens between [CLS] and [SEP]")
+                            + ("optimized tokens after BOS" if lm.family.decoder else
+                               "optimized tokens between [CLS] and [SEP]"))
 
 
 def model_info(lm: LoadedModel) -> ModelInfo:

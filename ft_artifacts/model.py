@@ -1,4 +1,5 @@
-"""A model spec in (Hub id, local folder, or `minilm`), a frozen BERT-layout encoder and its vocabulary out."""
+"""A model spec in (Hub id, local folder, or `minilm`), a frozen model of a supported family
+(ft_artifacts.families) and its vocabulary out."""
 
 from __future__ import annotations
 

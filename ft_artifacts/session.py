@@ -93,7 +93,7 @@ def check_length(lm, length: int) -> None:
     limit = lm.max_length
     if length > limit:
         raise ObjectiveError(f"--length {length} does not fit: {lm.model_id} takes at most {limit} optimized tokens "
-                             "between [CLS] and [SEP]")
+                             + ("after BOS" if lm.family.decoder else "between [CLS] and [SEP]"))
 
 
 def build_request(

@@ -107,3 +107,17 @@ def test_an_unsupported_model_type_names_the_supported_families():
     message = str(err.value)
     assert "T5EncoderModel" in message and "'t5'" in message and "\n" not in message
     assert "llama (llama/mistral/qwen2)" in message and "roberta (roberta/xlm-roberta)" in message
+
+
+def test_the_length_limit_counts_the_familys_frame(folders):
+    from ft_artifacts.errors import ObjectiveError
+    from ft_artifacts.session import check_length
+
+    roberta, gpt2 = load_model(str(folders["roberta"])), load_model(str(folders["gpt2"]))
+    assert roberta.max_length == 20 - 2 - 2  # positions start at padding_idx + 1 = 2; <s> and </s>
+    assert gpt2.max_length == 20 - 1  # BOS only
+    check_length(gpt2, 19)
+    with pytest.raises(ObjectiveError, match="at most 19 optimized tokens after BOS"):
+        check_length(gpt2, 20)
+    with pytest.raises(ObjectiveError, match=r"at most 16 optimized tokens between \[CLS\] and \[SEP\]"):
+        check_length(roberta, 17)
