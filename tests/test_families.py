@@ -121,3 +121,23 @@ def test_the_length_limit_counts_the_familys_frame(folders):
         check_length(gpt2, 20)
     with pytest.raises(ObjectiveError, match=r"at most 16 optimized tokens between \[CLS\] and \[SEP\]"):
         check_length(roberta, 17)
+
+
+@pytest.mark.parametrize("model_type", ["deberta-v2", "llama"])
+def test_cli_textualize_on_a_family_folder(folders, model_type):
+    import json
+
+    from click.testing import CliRunner
+
+    from ft_artifacts.cli import main
+
+    result = CliRunner().invoke(main, ["textualize", "L2.N3", "--word", "crowd", "--group-size", "5", "--model",
+                                       str(folders[model_type]), "--device", "cpu", "--steps", "5", "--lr", "1",
+                                       "--json"])
+    assert result.exit_code == 0, result.output
+    single, grouped = [json.loads(line) for line in result.stdout.strip().splitlines()]
+    assert single["neuron"] == "L2.N3" and grouped["word"] == "crowd" and len(grouped["neurons"]) == 5
+    lm = load_model(str(folders[model_type]))
+    with torch.no_grad():  # the printed activation is the neuron at the printed input, recomputed
+        _, acts = activations(lm, torch.tensor(single["pre_ln_vector"]).view(1, 1, -1))
+    assert single["activation"] == pytest.approx(float(acts[0, 16 + 3]), rel=1e-5, abs=1e-6)
