@@ -246,12 +246,13 @@ def validate(config: BuildConfig, lm: LoadedModel) -> None:
     sample_words(lm.tokens, config.random_words, config.curated_words, config.word_seed)
     if config.chunk_rows < 1 or config.scan_batch < 1 or config.nearest < 1:
         raise ArtifactError("chunk_rows, scan_batch and nearest must be positive")
-    check_length(config.optim.length, lm.max_length, lm.model_id, option="length", error=ArtifactError)
+    check_length(config.optim.length, lm.max_length, lm.model_id, option="length", error=ArtifactError,
+                 decoder=lm.family.decoder)
 
 
 def model_info(lm: LoadedModel) -> ModelInfo:
     return ModelInfo(id=lm.model_id, revision=lm.revision, source=lm.source, num_layers=lm.num_layers,
-                     hidden_size=lm.hidden_size, vocab_size=lm.vocab_size)
+                     hidden_size=lm.hidden_size, vocab_size=lm.vocab_size, family=lm.family.name)
 
 
 def settings_table(config: BuildConfig, lm: LoadedModel) -> dict[str, str]:

@@ -260,20 +260,28 @@ def group_options(func):
 @click.option("--nearest", type=click.IntRange(min=1), default=DEFAULT_NEAREST, show_default=True,
               help="Nearest tokens to show.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per objective (the artifact's row columns).")
+@click.option("--direction", type=click.Path(dir_okay=False),
+              help="Textualize directions in a layer's neuron space instead: a .npy or .safetensors file, one or many rows.")
+@click.option("--layer", type=int, help="The layer (1..L) whose neuron space --direction's rows live in.")
 @_fail_cleanly
 def textualize(neurons, model, device, precision, word, selection, group_size, steps, lr, init_std, seed, keep,
-               no_scan_cache, length, nearest, as_json):
+               no_scan_cache, length, nearest, as_json, direction, layer):
     """Textualize neurons (L3.N7 L6.N100) or a word's neuron group (--word crowd) on demand.
 
     Prints, per objective, the final activation, the most activating vocabulary token and its
     activation, and the nearest tokens by cosine in the analysis space (embedding output). Warns when
     an ascent collapsed below half of its traced peak, or ended below what a single word reaches.
-    Exits non-zero, naming them, when optimizations diverged (non-finite values).
+    Exits non-zero, naming them, when optimizations diverged (non-finite values). With --direction FILE
+    --layer L, each row of FILE is a direction in layer L's neuron space (objective: sum_i d_i a_i).
     """
     from .rows import to_record
-    from .session import textualize_request
+    from .session import textualize_direction_request, textualize_request
 
-    if not neurons and not word:
+    if (direction is None) != (layer is None):
+        raise FTError("--direction and --layer go together: --direction FILE --layer L")
+    if direction is not None and (neurons or word):
+        raise FTError("--direction cannot be combined with neurons or --word; run them separately")
+    if not neurons and not word and direction is None:
         raise FTError("name neurons (e.g. L3.N7) or a word's group (--word crowd)")
     config = OptimConfig(steps=steps, lr=lr, init_std=init_std, seed=seed, length=length)
     config.validate()
@@ -281,11 +289,16 @@ def textualize(neurons, model, device, precision, word, selection, group_size, s
     _quiet_transformers()
     bars = _Bars(enabled=not as_json or sys.stderr.isatty())
     try:
-        rows = textualize_request(
-            model, list(neurons), word, selection, group_size, config, device=device,
-            precision=_precision(precision), nearest=nearest, progress=_Estimate(bars, steps), keep=keep,
-            scan_cache=not no_scan_cache,
-        )
+        if direction is not None:
+            rows = textualize_direction_request(model, direction, layer, config, device=device,
+                                                precision=_precision(precision), nearest=nearest,
+                                                progress=_Estimate(bars, steps))
+        else:
+            rows = textualize_request(
+                model, list(neurons), word, selection, group_size, config, device=device,
+                precision=_precision(precision), nearest=nearest, progress=_Estimate(bars, steps), keep=keep,
+                scan_cache=not no_scan_cache,
+            )
     finally:
         bars.close()
     from .session import row_warnings

@@ -84,6 +84,7 @@ class ModelInfo:
     num_layers: int
     hidden_size: int
     vocab_size: int
+    family: str = "bert"  # ft_artifacts.families; artifacts written before families existed are BERT
 
 
 @dataclass(frozen=True)
@@ -378,7 +379,8 @@ class _Reader:
         sizes = {k: self.count(data, k, "model.") for k in ("num_layers", "hidden_size", "vocab_size")}
         if not all(sizes.values()):
             raise self.fail("model sizes must be positive")
-        return ModelInfo(**values, **sizes)
+        family = self.get(data, "family", str, "model.") if "family" in data else "bert"
+        return ModelInfo(**values, **sizes, family=family)
 
     def configs(self, data: dict) -> dict[str, ConfigEntry]:
         missing = [c for c in CONFIGS if c not in data]

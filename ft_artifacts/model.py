@@ -1,4 +1,5 @@
-"""A model spec in (Hub id, local folder, or `minilm`), a frozen BERT-layout encoder and its vocabulary out."""
+"""A model spec in (Hub id, local folder, or `minilm`), a frozen model of a supported family
+(ft_artifacts.families) and its vocabulary out."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from urllib.parse import quote, urlsplit
 import torch
 
 from .errors import ModelLoadError
+from .families import BERT, Family, detect
 from .files import sha256_file
 from .settings import DEFAULT_MODEL  # noqa: F401 - re-exported
 
@@ -60,23 +62,30 @@ class LoadedModel:
     revision: str  # Hub commit hash, or `sha256:<hex>` of the weights file
     source: str  # what the user asked for
     extra: dict = field(default_factory=dict)
+    family: Family = BERT  # ft_artifacts.families; decoders: cls_id is BOS and sep_id is None
 
     @property
     def num_layers(self) -> int:
+        if not self.family.layerwise:
+            return self.family.num_layers(self.model)
         return len(self.model.encoder.layer)
 
     @property
     def hidden_size(self) -> int:
+        """Neurons per layer (the width of the analysis space too); E's width may differ (embedding_size)."""
+        if not self.family.layerwise:
+            return self.family.hidden_size(self.model)
         return self.model.embeddings.word_embeddings.embedding_dim
 
     @property
     def vocab_size(self) -> int:
-        return self.model.embeddings.word_embeddings.num_embeddings
+        return self.family.embedding_module(self.model).num_embeddings
 
     @property
     def max_length(self) -> int:
-        """The most optimized tokens that fit between [CLS] and [SEP] (max_position_embeddings - 2)."""
-        return self.model.embeddings.position_embeddings.num_embeddings - 2
+        """The most optimized tokens that fit between [CLS] and [SEP] (max_position_embeddings - 2;
+        decoders: after BOS)."""
+        return self.family.max_positions(self.model) - self.family.frame_slots()
 
     @property
     def num_neurons(self) -> int:
@@ -84,15 +93,15 @@ class LoadedModel:
 
     @property
     def device(self) -> torch.device:
-        return self.model.embeddings.word_embeddings.weight.device
+        return self.embedding_matrix.device
 
     @property
     def dtype(self) -> torch.dtype:
-        return self.model.embeddings.word_embeddings.weight.dtype
+        return self.embedding_matrix.dtype
 
     @property
-    def embedding_matrix(self) -> torch.Tensor:  # [vocab, hidden]
-        return self.model.embeddings.word_embeddings.weight
+    def embedding_matrix(self) -> torch.Tensor:  # [vocab, e]: e is the hidden size except with embedding_size
+        return self.family.embedding_module(self.model).weight
 
     def token_id(self, word: str) -> int:
         """Vocabulary id of a single token; a clear error for words that are not one token."""
@@ -143,16 +152,15 @@ def load_model(
     is_local = Path(path).exists()
     kwargs = {"attn_implementation": attn_implementation, "dtype": dtype}
     model, tokenizer = (_load_local(path, kwargs) if is_local else _load_hub(path, kwargs))
-    _check_layout(model, model_id)
+    family = _family(model, model_id)
     model.eval().requires_grad_(False).to(device)
-    vocab = model.embeddings.word_embeddings.num_embeddings
+    vocab = family.embedding_module(model).num_embeddings
     tokens = _tokens(tokenizer, vocab)
-    if tokenizer.cls_token_id is None or tokenizer.sep_token_id is None:
-        raise ModelLoadError(f"{model_id}: tokenizer defines no [CLS]/[SEP] tokens")
+    cls_id, sep_id = _frame_ids(tokenizer, family, model_id)
     # A folder without tokenizer files still yields a tokenizer (transformers builds one that knows
     # only the special tokens), whose [CLS]/[SEP] ids are then wrong for the model. A few unnamed
     # ids are normal (embedding matrices padded to a multiple of 8 or 64); most of them are not.
-    if len(tokenizer) < vocab / 2 or max(tokenizer.cls_token_id, tokenizer.sep_token_id) >= vocab:
+    if len(tokenizer) < vocab / 2 or max(cls_id, sep_id if sep_id is not None else 0) >= vocab:
         raise ModelLoadError(
             f"{model_id}: its tokenizer knows {len(tokenizer)} tokens but the model has {vocab} token ids; "
             "save the model's own tokenizer next to it (tokenizer.save_pretrained(folder))"
@@ -161,12 +169,36 @@ def load_model(
     return LoadedModel(
         model=model,
         tokens=tokens,
-        cls_id=int(tokenizer.cls_token_id),
-        sep_id=int(tokenizer.sep_token_id),
+        cls_id=cls_id,
+        sep_id=sep_id,
         model_id=model_id,
         revision=revision or _weights_hash(path),
         source=spec,
+        family=family,
     )
+
+
+def _family(model, model_id: str) -> Family:
+    """The model's family (ft_artifacts.families), its layout checked; BERT keeps its own checks."""
+    if getattr(getattr(model, "config", None), "model_type", None) in (None, "bert"):
+        _check_layout(model, model_id)
+        return BERT
+    family = detect(model, model_id)
+    family.check(model, model_id)
+    logger.info("%s: %s family; optimizing runs the model's own forward, stopped after the deepest target "
+                "layer, without BERT's per-layer dropping of finished rows", model_id, family.name)
+    return family
+
+
+def _frame_ids(tokenizer, family: Family, model_id: str) -> tuple[int, int | None]:
+    """Encoders: the tokenizer's own [CLS]/[SEP] (`<s>`/`</s>`); decoders: BOS, and no [SEP]."""
+    if family.decoder:
+        if tokenizer.bos_token_id is None:
+            raise ModelLoadError(f"{model_id}: tokenizer defines no BOS token; a decoder's token is framed as BOS w")
+        return int(tokenizer.bos_token_id), None
+    if tokenizer.cls_token_id is None or tokenizer.sep_token_id is None:
+        raise ModelLoadError(f"{model_id}: tokenizer defines no [CLS]/[SEP] tokens")
+    return int(tokenizer.cls_token_id), int(tokenizer.sep_token_id)
 
 
 def _load_local(path: str, kwargs: dict):

@@ -24,7 +24,7 @@ import torch
 from torch import Tensor
 
 from .errors import ObjectiveError
-from .hooks import capture_dense, embed, run_layers, sequence_embeds
+from .hooks import analysis_space, capture_dense, forward
 from .model import LoadedModel
 from .objectives import CompiledObjectives, Objective, compile_objectives
 from .precision import default_precision, step_context
@@ -76,8 +76,7 @@ def initial_embeds(lm: LoadedModel, seeds: Sequence[int], config: OptimConfig, c
 def _forward(lm, compiled: CompiledObjectives, pre_ln: Tensor, position: int, captured=None) -> Tensor:
     """Objective per (depth-sorted) row [b] for pre-LN inputs [b, l, h]; `captured`: the list of an
     enclosing `capture_dense` (hooks registered once per `optimize` call)."""
-    hidden = embed(lm, sequence_embeds(lm, pre_ln))
-    acts = run_layers(lm, hidden, position, compiled.depth, compiled.active, captured)
+    _, acts = forward(lm, pre_ln, position, compiled.depth, compiled.active, captured)  # families: hooks.forward
     return compiled.evaluate(acts, pre_ln.shape[0])
 
 
@@ -118,7 +117,7 @@ def optimize(
                                                            captured)
         with torch.no_grad(), step_context("fp32", lm.device)[0]:  # final values in IEEE float32 (or float64)
             final = _forward(lm, compiled, pre_ln, config.position, captured)
-        analysis = embed(lm, sequence_embeds(lm, pre_ln))[:, 1:-1]
+        analysis = analysis_space(lm, pre_ln)
     inverse = torch.argsort(order)
     return OptimResult(
         labels=labels,

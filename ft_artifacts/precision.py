@@ -186,14 +186,14 @@ def vocabulary_keys(lm, chunk: int = 4096):
     layer only (no encoder layers), the space the nearest tokens are taken in."""
     import torch
 
-    from .hooks import embed, sequence_embeds
+    from .hooks import analysis_space
 
     emb = lm.embedding_matrix
     out = []
     with torch.no_grad():
         for start in range(0, emb.shape[0], chunk):
             pre_ln = emb[start:start + chunk].unsqueeze(1)
-            out.append(embed(lm, sequence_embeds(lm, pre_ln))[:, 1].float().cpu())
+            out.append(analysis_space(lm, pre_ln)[:, 0].float().cpu())
     return torch.cat(out)
 
 

@@ -96,9 +96,40 @@ def keep_best(rows: list, run, config: OptimConfig, progress: Progress | None = 
     return out
 
 
+def textualize_direction_request(
+    model: str,
+    path: str,
+    layer: int,
+    config: OptimConfig,
+    *,
+    device: str = "cpu",
+    precision: str | None = None,
+    nearest: int = 10,
+    progress: Progress | None = None,
+):
+    """Read the direction file (checked before the model loads), load the model, scan its vocabulary,
+    and textualize every direction of the file in layer `layer`'s neuron space."""
+    from .directions import check_directions, direction_labels, read_directions, textualize_directions
+
+    config.validate()
+    if precision is not None:
+        check_precision(precision)
+    if nearest < 1:
+        raise ObjectiveError(f"--nearest must be at least 1 (got {nearest})")
+    directions = read_directions(path)
+    lm = load_model(model, device=device)
+    check_length(lm, config.length)
+    check_directions(directions, layer, lm.num_layers, lm.hidden_size, path)
+    logger.info("scanning %d vocabulary items", lm.vocab_size)
+    scan = scan_vocabulary(lm, callback=stage(progress, "vocabulary scan"))
+    return textualize_directions(lm, scan, directions, layer, config, labels=direction_labels(path, layer, len(directions)),
+                                 nearest=min(nearest, lm.vocab_size), precision=precision,
+                                 callback=stage(progress, "optimizing"))
+
+
 def check_length(lm, length: int) -> None:
     """The optimized tokens plus [CLS] and [SEP] must fit the model's position embeddings."""
-    _check_length(length, lm.max_length, lm.model_id)
+    _check_length(length, lm.max_length, lm.model_id, decoder=lm.family.decoder)
 
 
 def build_request(

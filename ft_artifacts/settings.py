@@ -23,12 +23,13 @@ def check_selection(*selections: str, error: type = ObjectiveError) -> None:
         raise error(f"unknown selection {', '.join(map(repr, unknown))}; choose one of {', '.join(SELECTIONS)}")
 
 
-def check_length(length: int, limit: int, model_id: str, option: str = "--length", error: type = ObjectiveError) -> None:
-    """The one check (and message) that `length` optimized tokens fit between [CLS] and [SEP] of a model
-    that takes at most `limit` of them (`LoadedModel.max_length`)."""
+def check_length(length: int, limit: int, model_id: str, option: str = "--length", error: type = ObjectiveError,
+                 decoder: bool = False) -> None:
+    """The one check (and message) that `length` optimized tokens fit the model's frame (between [CLS] and
+    [SEP] of an encoder, after BOS of a decoder) when it takes at most `limit` of them (`LoadedModel.max_length`)."""
     if length > limit:
         raise error(f"{option} {length} does not fit: {model_id} takes at most {limit} optimized tokens "
-                    "between [CLS] and [SEP]")
+                    + ("after BOS" if decoder else "between [CLS] and [SEP]"))
 
 
 @dataclass

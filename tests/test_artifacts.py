@@ -135,7 +135,7 @@ def test_build_info_records_versions_settings_and_seeds(tiny_artifact: Path, tin
     assert info["settings"]["optim"]["seed"] == tiny_config.optim.seed
     assert info["model"] == {
         "id": tiny_bert.name, "source": str(tiny_bert), "num_layers": LAYERS, "hidden_size": HIDDEN,
-        "vocab_size": len(tiny_vocab()),
+        "vocab_size": len(tiny_vocab()), "family": "bert",
         "revision": "sha256:" + sha256_bytes((tiny_bert / "model.safetensors").read_bytes()),
     }
     versions = info["versions"]

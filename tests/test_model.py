@@ -75,32 +75,43 @@ def _tiny_tokenizer(folder):
     BertTokenizerFast.from_pretrained(str(folder)).save_pretrained(folder)
 
 
-def test_gpt2_folder_is_refused_naming_the_missing_parts(tmp_path):
+def test_an_unsupported_family_is_refused_in_one_line_naming_the_supported_ones(tmp_path):
+    from transformers import MPNetConfig, MPNetModel
+
+    config = MPNetConfig(vocab_size=len(tiny_vocab()), hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+                         intermediate_size=32, max_position_embeddings=16)
+    MPNetModel(config).save_pretrained(tmp_path)
+    _tiny_tokenizer(tmp_path)  # a usable tokenizer, so the refusal is about the model
+    with pytest.raises(ModelLoadError) as err:
+        load_model(str(tmp_path))
+    message = str(err.value)
+    assert "MPNetModel" in message and "'mpnet'" in message and "\n" not in message, message
+    for family in ("bert", "roberta", "distilbert", "electra", "albert", "deberta-v2", "modernbert", "gpt2", "llama"):
+        assert family in message.split("supported families:")[1], message
+
+
+def test_a_decoder_whose_tokenizer_has_no_bos_is_refused(tmp_path):
     from transformers import GPT2Config, GPT2Model
 
     config = GPT2Config(vocab_size=len(tiny_vocab()), n_embd=16, n_layer=2, n_head=2, n_positions=16)
     GPT2Model(config).save_pretrained(tmp_path)
-    _tiny_tokenizer(tmp_path)  # a usable tokenizer, so the refusal is about the model's layout
-    with pytest.raises(ModelLoadError) as err:
+    _tiny_tokenizer(tmp_path)  # BERT's tokenizer: [CLS]/[SEP], no BOS
+    with pytest.raises(ModelLoadError, match="tokenizer defines no BOS token"):
         load_model(str(tmp_path))
-    message = str(err.value)
-    assert "not a BERT-layout encoder" in message and "GPT2Model" in message
-    for part in ("embeddings.word_embeddings", "embeddings.position_embeddings", "encoder.layer"):
-        assert part in message
 
 
-def test_distilbert_folder_is_refused_naming_the_missing_parts(tmp_path):
-    # DistilBERT has `embeddings.word_embeddings` but no token-type embeddings and no `encoder.layer`.
+def test_a_model_missing_its_family_layout_is_refused_naming_the_missing_parts(tmp_path):
     from transformers import DistilBertConfig, DistilBertModel
 
-    config = DistilBertConfig(vocab_size=len(tiny_vocab()), dim=16, n_layers=2, n_heads=2, hidden_dim=32,
-                              max_position_embeddings=16)
-    DistilBertModel(config).save_pretrained(tmp_path)
-    _tiny_tokenizer(tmp_path)
+    from ft_artifacts.model import _family
+
+    model = DistilBertModel(DistilBertConfig(vocab_size=len(tiny_vocab()), dim=16, n_layers=2, n_heads=2,
+                                             hidden_dim=32, max_position_embeddings=16))
+    del model.transformer.layer[1].ffn.lin2
     with pytest.raises(ModelLoadError) as err:
-        load_model(str(tmp_path))
+        _family(model, "odd-distilbert")
     message = str(err.value)
-    assert "embeddings.token_type_embeddings" in message and "encoder.layer" in message
+    assert "transformer.layer[i].ffn.lin2" in message and "DistilBertModel" in message, message
     assert "embeddings.word_embeddings" not in message  # it names only what is missing
 
 

@@ -1,4 +1,5 @@
-"""Model checks: factorized embeddings (ELECTRA-style) are refused by the layout check, and the Hub
+"""Model checks: factorized embeddings (ELECTRA-style) are refused by the BERT layout check (ELECTRA
+loads as its own family), and the Hub
 reachability check goes through huggingface_hub's own HTTP client, so HF_ENDPOINT, HTTP_PROXY and the
 offline variables act on it. The proxy here is a loopback HTTP server; no traffic leaves 127.0.0.1."""
 
@@ -38,14 +39,20 @@ def _electra(folder, embedding_size: int, hidden_size: int = 16):
     return model
 
 
-def test_factorized_embeddings_are_refused_naming_the_sizes(tmp_path):
+def test_factorized_embeddings_are_refused_by_the_bert_layout_check_naming_the_sizes(tmp_path):
     model = _electra(tmp_path, embedding_size=8)
     assert hasattr(model, "embeddings_project")  # the layout the plain BERT check let through
     with pytest.raises(ModelLoadError) as err:
-        load_model(str(tmp_path))
+        _check_layout(model, tmp_path.name)
     message = str(err.value)
     assert "embedding size 8 differs from hidden size 16 (factorized embeddings)" in message, message
     assert "ElectraModel" in message and tmp_path.name in message and "\n" not in message
+
+
+def test_factorized_electra_loads_as_its_own_family(tmp_path):
+    _electra(tmp_path, embedding_size=8)
+    lm = load_model(str(tmp_path))
+    assert (lm.family.name, lm.num_layers, lm.hidden_size, lm.embedding_matrix.shape[1]) == ("electra", 2, 16, 8)
 
 
 def test_electra_without_factorized_embeddings_loads(tmp_path):
