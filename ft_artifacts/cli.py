@@ -664,8 +664,10 @@ def report(artifacts, out, revision, token, cache_dir, force_download, as_json):
 @click.option("--push-space", "push_space", metavar="ORG/NAME", help="Publish the site to this static Hugging Face Space.")
 @click.option("--dataset", metavar="ORG/NAME", help="The artifact's dataset repo, linked from the site and the Space.")
 @click.option("--private", is_flag=True, help="Create the Space private.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print the result as one JSON object ({\"out\": folder, \"files\": [...], ...}).")
 @_fail_cleanly
-def explore(artifact, out, revision, serve, port, push_space, dataset, private):
+def explore(artifact, out, revision, serve, port, push_space, dataset, private, as_json):
     """Write a static, offline explorer of an artifact folder or Hub repo id: index.html, its script,
     style and data files (overview, layers, neurons, groups, words). Opens from file:// or any static host;
     needs no model."""
@@ -673,13 +675,19 @@ def explore(artifact, out, revision, serve, port, push_space, dataset, private):
 
     result = write_explorer(artifact, out, revision=revision, push_space_id=push_space, private=private,
                             dataset=dataset, serve=serve, port=port)
-    click.echo(f"wrote the explorer to {result['out']} ({len(result['files']) + 1} files, {result['bytes']:,} bytes); "
-               f"open {result['out'].resolve() / 'index.html'}")
-    if result.get("space"):
-        click.echo(f"published {len(result['space']['files'])} files to the Space {result['space']['repo_id']}: "
-                   f"{result['space']['commit_url']}")
+    if as_json:
+        click.echo(_json_line({"out": str(result["out"]), "files": [f["path"] for f in result["files"]],
+                               "bytes": result["bytes"], "url": result.get("url"),
+                               "space": {k: result["space"][k] for k in ("repo_id", "commit_url")}
+                               if result.get("space") else None}))
+    else:
+        click.echo(_safe(f"wrote the explorer to {result['out']} ({len(result['files']) + 1} files, "
+                         f"{result['bytes']:,} bytes); open {result['out'].resolve() / 'index.html'}"))
+        if result.get("space"):
+            click.echo(_safe(f"published {len(result['space']['files'])} files to the Space "
+                             f"{result['space']['repo_id']}: {result['space']['commit_url']}"))
     if result.get("server"):
-        click.echo(f"serving at {result['url']} (Ctrl-C stops)")
+        click.echo(f"serving at {result['url']} (Ctrl-C stops)", err=as_json)
         try:
             result["server"].serve_forever()
         finally:

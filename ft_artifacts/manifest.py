@@ -191,6 +191,13 @@ class Manifest:
         """Every file a push uploads, build_info.json last."""
         return sorted(self.files) + [BUILD_INFO]
 
+    def build_id(self) -> str:
+        """Names this exact build (the explorer's sites say which build they show): the first 12 hex digits
+        of the sha256 of its canonical JSON."""
+        import hashlib
+
+        return hashlib.sha256(self.to_json().encode()).hexdigest()[:12]
+
     @property
     def optim(self):
         """The optimizer settings the build recorded (`settings["optim"]`) as `settings.OptimConfig`."""

@@ -56,6 +56,8 @@ def _refuse(where: str, problem: str) -> ArtifactError:
 def check_footer(metadata_list: list, names: list[str], config: str, rows: int, manifest) -> None:
     """Refuse, before decoding, parquet files (their `FileMetaData`, in order; `names` for messages)
     whose rows, schema or claimed sizes do not fit the manifest's entry for `config`."""
+    from .rows import OPTIONAL_COLUMNS
+
     expected = expected_schema(config)
     leaves = leaves_per_row(manifest)
     total = 0
@@ -65,7 +67,9 @@ def check_footer(metadata_list: list, names: list[str], config: str, rows: int, 
         except Exception as exc:  # noqa: BLE001 - pyarrow raises several types for a schema it cannot map
             raise _refuse(where, f"its parquet schema cannot be read ({exc})") from None
         got = [(f.name, f.type) for f in schema]
-        want = [(f.name, f.type) for f in expected]
+        present = {n for n, _ in got}
+        optional = OPTIONAL_COLUMNS.get(config, ())  # columns added later: an older artifact may lack them
+        want = [(f.name, f.type) for f in expected if f.name in present or f.name not in optional]
         if got != want:
             wrong = next(((n, t, dict(want).get(n)) for n, t in got if dict(want).get(n) != t), None)
             if wrong and wrong[2] is not None:

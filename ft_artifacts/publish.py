@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from ft_artifacts import hub
+import ft_artifacts.hub as hub
 from ft_artifacts.errors import ArtifactError, FTError, PublishError
 from ft_artifacts.files import sha256_file
 

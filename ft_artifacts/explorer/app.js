@@ -167,13 +167,15 @@
     const fits = table(["quantity", {label: "slope per layer", num: true}, {label: "t", num: true}, {label: "df", num: true},
                         {label: "p", num: true}, {label: "paper slope", num: true}],
       ["activation", "most_activating", "closest_cosine"].map(function (q) {
-        const f = r.by_layer[q], pf = r.paper.by_layer[q] || {};
+        const f = r.by_layer[q] || {}, pf = r.paper.by_layer[q] || {};
         return el("tr", {"data-quantity": q}, el("td", {}, q.replace("_", " ")), num(f.slope, 4, "slope"), num(f.t, 2, "t"),
-          el("td", {"class": "num"}, String(f.df)), el("td", {"class": "num"}, f.p === null ? "—" : f.p.toPrecision(3)),
+          el("td", {"class": "num"}, f.df === undefined || f.df === null ? "—" : String(f.df)),
+          el("td", {"class": "num"}, f.p === null || f.p === undefined ? "—" : f.p.toPrecision(3)),
           num(pf.slope, 3));
       }), {id: "by-layer"});
     const layerCharts = el("div", {"class": "cards"}, ["activation", "most_activating", "closest_cosine"].map(function (q) {
-      const pts = r.by_layer[q].layers.map(function (l) { return [l.layer, l.mean]; });
+      const pts = ((r.by_layer[q] || {}).layers || []).filter(function (l) { return l.mean !== null; })
+        .map(function (l) { return [l.layer, l.mean]; });
       return el("figure", {}, lineChart([{points: pts}], {width: 300, height: 170, dots: true, xlabel: "layer",
         xticks: pts.map(function (p) { return p[0]; })}), el("figcaption", {"class": "muted"}, q.replace("_", " ") + ", layer means"));
     }));
