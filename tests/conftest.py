@@ -7,10 +7,16 @@ No test here mocks the model: the tiny BERT is a real `transformers.BertModel` w
 
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 
 import pytest
 import torch
+
+# The tests' caches (textualize's vocabulary scans under $HF_HOME/ft-artifacts) stay out of the user's
+# Hugging Face folder: one fresh HF_HOME per run, set before any test imports huggingface_hub.
+os.environ["HF_HOME"] = tempfile.mkdtemp(prefix="ft-artifacts-tests-hf-")
 
 
 @pytest.fixture(scope="session", autouse=True)
