@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import functools
 import json
 import logging
@@ -34,8 +35,19 @@ def _one_line(text) -> str:
 def _os_error(exc: OSError) -> str:
     """An OSError as "PATH: reason" (both paths for a rename or link)."""
     reason = exc.strerror or _one_line(exc) or type(exc).__name__
+    fix = _OS_FIXES.get(exc.errno)
+    if fix:
+        reason = f"{reason}; {fix}"
     paths = [str(p) for p in (exc.filename, exc.filename2) if p is not None]
     return f"{' -> '.join(paths)}: {reason}" if paths else _one_line(reason)
+
+
+# What to do about the OS errors a long write meets, which often name no file.
+_OS_FIXES = {
+    errno.ENOSPC: "the disk is full: free space there, or write to another --out",
+    errno.EDQUOT: "the disk quota is used up: free space there, or write to another --out",
+    errno.EFBIG: "a file outgrew the file-size limit (ulimit -f): raise the limit, or write elsewhere",
+}
 
 
 def _fail_cleanly(func):

@@ -106,3 +106,21 @@ def test_verbose_raises_only_ft_artifacts_loggers():
     finally:
         run("info", FIXTURE)  # back to the default level
     assert logging.getLogger("ft_artifacts").level == logging.WARNING
+
+
+def test_a_file_size_limit_is_one_line_saying_what_to_do(tmp_path):
+    """A real EFBIG (RLIMIT_FSIZE, which Python meets as an OSError rather than SIGXFSZ): one line, no
+    traceback, naming the limit and the way out."""
+    import resource
+    import subprocess
+    import sys
+
+    def limit():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (20_000, 20_000))
+
+    done = subprocess.run([sys.executable, "-m", "ft_artifacts.cli", "report", str(FIXTURE), "--out", str(tmp_path / "r")],
+                          capture_output=True, text=True, preexec_fn=limit, timeout=300)
+    assert done.returncode == 1, done.stderr
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("Error: ") and "File too large" in last and "ulimit -f" in last, done.stderr
+    assert "Traceback" not in done.stderr
