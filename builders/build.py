@@ -58,9 +58,10 @@ def build(
     keep_work: bool = False,
     repo_id: str | None = None,
     world: World | None = None,
+    space_id: str | None = None,
 ) -> Path:
     """Build (or resume building) the artifact folder `out` and return its path. `repo_id` (where it
-    will be published) only fills the card's usage snippet. Under torchrun (`world`), every process
+    will be published) only fills the card's usage snippet, and `space_id` (the explorer's Space) its link. Under torchrun (`world`), every process
     calls this: rank 0 plans and packs, and each rank optimizes its share of the chunks. A rank that
     fails stops every rank with its message (builders.distributed). On CUDA the whole build runs with
     torch's deterministic algorithms (ft_artifacts.precision.deterministic)."""
@@ -68,7 +69,7 @@ def build(
     try:  # IEEE float32 outside the steps of a tf32 run: the scan, statistics and final values
         with _stop_on_sigterm(), _watch_parent(world), deterministic(device), tf32_flags(False, device):
             return _build(config, Path(out), device=device, precision=precision, progress=progress,
-                          keep_work=keep_work, repo_id=repo_id, world=world)
+                          keep_work=keep_work, repo_id=repo_id, world=world, space_id=space_id)
     except RankError:
         raise
     except Exception as exc:
@@ -76,7 +77,8 @@ def build(
         raise
 
 
-def _build(config: BuildConfig, out: Path, *, device, precision, progress, keep_work, repo_id, world: World) -> Path:
+def _build(config: BuildConfig, out: Path, *, device, precision, progress, keep_work, repo_id, world: World,
+           space_id=None) -> Path:
     work = out / WORK
     started = time.monotonic()
     if Path(config.model).expanduser().exists():  # one identity for a local model, however it is spelled
@@ -110,7 +112,7 @@ def _build(config: BuildConfig, out: Path, *, device, precision, progress, keep_
             pack_artifact(out, tables=_tables(lm, plan, chunks, config), model=model_info(lm), settings=config.to_dict(),
                           settings_table=settings_table(config, lm), words=plan.words,
                           nonpositive_max=plan.nonpositive_max, tmp_dir=tmp, progress=stage(progress, "packing"),
-                          repo_id=repo_id, runtime=runtime)
+                          repo_id=repo_id, runtime=runtime, space_id=space_id)
         world.barrier()
     if world.main and not keep_work:
         resume.clear(work)  # only the files a build writes; anything else stays, and so does its folder

@@ -12,6 +12,8 @@ import json
 import re
 from importlib import resources
 
+from .errors import PublishError
+
 CARD_TEMPLATE = "dataset_card.md"
 LICENSE = "apache-2.0"
 TAGS = ["interpretability", "feature-textualization", "activation-maximization", "bert"]
@@ -25,6 +27,16 @@ CITATION = """@misc{baeumel-feature-textualization,
 }"""
 _GLOB = re.compile(r"[*?\[\]{}]")
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]<>|#])")
+
+
+_HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
+
+
+def check_space_id(space_id: str) -> str:
+    """A Space id as the Hub spells them (ORG/NAME), so that it is safe inside the card's markdown and URL."""
+    if not isinstance(space_id, str) or not _HUB_ID.match(space_id) or ".." in space_id:
+        raise PublishError(f"{space_id!r} is not a Space id; give it as ORG/NAME (letters, digits, '.', '_', '-')")
+    return space_id
 
 
 def size_category(rows: int) -> str:
@@ -88,11 +100,13 @@ def render_card(*, model_id: str, model_revision: str, package_version: str,
                 configs: list[tuple[str, list[str], int, str]],
                 default_config: str, settings: dict[str, str], results_markdown: str,
                 num_layers: int, hidden_size: int, nonpositive_max: int,
-                repo_id: str | None, example_neuron: str, example_group: tuple[str, str, int], example_word: str) -> str:
+                repo_id: str | None, example_neuron: str, example_group: tuple[str, str, int], example_word: str,
+                space_id: str | None = None) -> str:
     """The dataset card (README.md text) of an artifact.
 
     `configs` holds (config name, exact data file paths, rows, description) per subset; `settings` the
-    build settings table; `results_markdown` is inserted as markdown.
+    build settings table; `results_markdown` is inserted as markdown; `space_id` (ORG/NAME), when the
+    explorer is published beside the dataset, is linked.
     """
     from huggingface_hub import DatasetCard, DatasetCardData
 
@@ -123,6 +137,8 @@ def render_card(*, model_id: str, model_revision: str, package_version: str,
             settings=[(md_cell(key), md_cell(value)) for key, value in settings.items()],
             results_markdown=results_markdown.strip(),
             repo_literal=py_str(repo_id or "ORG/NAME"),
+            space_id=md_text(check_space_id(space_id)) if space_id else None,
+            space_url=f"https://huggingface.co/spaces/{check_space_id(space_id)}" if space_id else None,
             neuron_literal=py_str(example_neuron),
             group_literal=f"({py_str(word)}, {py_str(selection)}, {int(k)})",
             word_literal=py_str(example_word),

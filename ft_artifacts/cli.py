@@ -465,6 +465,10 @@ def build(preset_name, out, model, steps, chunk_rows, neurons, device, precision
         raise FTError("--push needs --repo-id ORG/NAME")
     if space and not push:
         raise FTError("--space publishes the explorer beside a push: add --push --repo-id ORG/NAME")
+    if space:
+        from .card import check_space_id
+
+        check_space_id(space)
     _check_out("--out", out)
     world, device = world_from_env(_device(device))
     _quiet_transformers()
@@ -473,7 +477,7 @@ def build(preset_name, out, model, steps, chunk_rows, neurons, device, precision
         path = build_request(preset_name, out, model=model, steps=steps, chunk_rows=chunk_rows, neurons=neurons,
                              device=device,
                              precision=_precision(precision), progress=bars,
-                             repo_id=repo_id if push else None, world=world)
+                             repo_id=repo_id if push else None, world=world, space_id=space if push else None)
     finally:
         bars.close()
         leave(world)
@@ -481,19 +485,24 @@ def build(preset_name, out, model, steps, chunk_rows, neurons, device, precision
         return
     if as_json:
         published = _publish_result(str(path), repo_id, private, revision, dry_run) if push else None
-        click.echo(_json_line({"built": str(path), "published": published}))
-        return
-    click.echo(f"built {_safe(path)}")
-    if push:
-        _publish(str(path), repo_id, private, revision, dry_run)
+    else:
+        click.echo(f"built {_safe(path)}")
+        if push:
+            _publish(str(path), repo_id, private, revision, dry_run)
+    explorer = None
     if push and space and not dry_run:
         import tempfile
 
         from .explore import explore as write_explorer
 
         with tempfile.TemporaryDirectory(prefix="ft-explorer-") as tmp:
-            result = write_explorer(str(path), f"{tmp}/site", push_space_id=space, private=private, dataset=repo_id)
-        click.echo(f"published its explorer to the Space {result['space']['repo_id']}: {result['space']['commit_url']}")
+            explorer = write_explorer(str(path), f"{tmp}/site", push_space_id=space, private=private,
+                                      dataset=repo_id)["space"]
+        if not as_json:
+            click.echo(_safe(f"published its explorer to the Space {explorer['repo_id']}: {explorer['commit_url']}"))
+    if as_json:
+        click.echo(_json_line({"built": str(path), "published": published,
+                               "space": {k: explorer[k] for k in ("repo_id", "commit_url")} if explorer else None}))
 
 
 @main.command()

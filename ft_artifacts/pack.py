@@ -55,6 +55,7 @@ def pack_artifact(
     progress=None,
     repo_id: str | None = None,
     runtime=None,
+    space_id: str | None = None,
 ) -> Manifest:
     """Write every file of the artifact atomically (temporary files in `tmp_dir`); build_info.json
     goes last. `tables` maps each config to a `datasets.Dataset`; `repo_id`, when known, goes into
@@ -99,7 +100,7 @@ def pack_artifact(
         versions=Versions.from_dict(_versions()),
     )
     with atomic_path(out / CARD, tmp_dir=tmp_dir) as tmp:
-        tmp.write_text(_card(manifest, results_md, settings_table, tables, repo_id), encoding="utf-8")
+        tmp.write_text(_card(manifest, results_md, settings_table, tables, repo_id, space_id), encoding="utf-8")
     written.append(CARD)
     manifest.files = {rel: FileEntry(sha256_file(out / rel), (out / rel).stat().st_size) for rel in sorted(written)}
     manifest.runtime = Runtime.from_dict(dict((runtime() if callable(runtime) else runtime) or {}))
@@ -158,7 +159,8 @@ def _example_group(manifest: Manifest, groups) -> tuple[str, str, int]:
     return (row["word"], row["selection"], int(row["k"]))
 
 
-def _card(manifest: Manifest, results_md: str, settings_table: dict[str, str], tables, repo_id: str | None) -> str:
+def _card(manifest: Manifest, results_md: str, settings_table: dict[str, str], tables, repo_id: str | None,
+          space_id: str | None = None) -> str:
     from .card import render_card
 
     group = _example_group(manifest, tables["word_groups"])
@@ -174,6 +176,7 @@ def _card(manifest: Manifest, results_md: str, settings_table: dict[str, str], t
         hidden_size=manifest.model.hidden_size,
         nonpositive_max=manifest.nonpositive_max,
         repo_id=repo_id,
+        space_id=space_id,
         example_neuron=_first(tables["neurons"], "neuron", "L1.N0"),
         example_group=group,
         example_word=group[0],

@@ -145,6 +145,7 @@ def build_request(
     progress: Progress | None = None,
     repo_id: str | None = None,
     world=None,
+    space_id: str | None = None,
 ):
     """Build (or resume) the artifact of a preset, with optional model/steps/neuron-sample overrides.
     `world` is this process's place in a torchrun job (builders.distributed)."""
@@ -153,7 +154,7 @@ def build_request(
 
     sample = parse_neurons(neurons) if neurons is not None else {}
     return build(preset(preset_name, model=model, steps=steps, chunk_rows=chunk_rows, **sample), out, device=device,
-                 precision=precision, progress=progress, repo_id=repo_id, world=world)
+                 precision=precision, progress=progress, repo_id=repo_id, world=world, space_id=space_id)
 
 
 def publish_request(folder: str, repo_id: str, *, private: bool = False, revision: str | None = None,

@@ -215,3 +215,28 @@ def test_build_push_publishes_what_it_built(tiny_bert, built, hub_server, tmp_pa
         rel = f"data/{config}/train-00000-of-00001.parquet"
         assert pq.read_table(out / rel).equals(pq.read_table(built / rel)), config
     assert not hub_server.unknown
+
+
+def test_build_push_space_publishes_the_explorer_and_the_card_links_it(tiny_bert, hub_server, tmp_path):  # noqa: F811
+    """`build --push --space`: the dataset and its explorer, each in its own repo; the card links the Space,
+    the Space's README and site link the dataset."""
+    out = tmp_path / "with-space"
+    args = [str(CONSOLE_SCRIPT), *build_args(tiny_bert, out), "--push", "--repo-id", REPO, "--space", "org/guarded-explorer"]
+    proc = run(args, hub_server, tmp_path / "home", tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    card = (out / "README.md").read_text(encoding="utf-8")
+    assert "(https://huggingface.co/spaces/org/guarded-explorer)" in card
+    assert hub_server.repos[REPO].head("main").files == files_of(out)  # the pushed card is the linking one
+    space = hub_server.repos["org/guarded-explorer"].head("main").files
+    assert "index.html" in space and f"https://huggingface.co/datasets/{REPO}" in space["README.md"].decode()
+    assert f"https://huggingface.co/datasets/{REPO}".encode() in space["data/meta.js"]
+    assert proc.stdout.strip().splitlines()[-1].startswith("published its explorer to the Space org/guarded-explorer")
+    assert not hub_server.unknown
+
+
+def test_build_space_id_is_checked_before_anything_runs(tiny_bert, hub_server, tmp_path):  # noqa: F811
+    before = dict(hub_server.repos)
+    proc = run([str(CONSOLE_SCRIPT), *build_args(tiny_bert, tmp_path / "x"), "--push", "--repo-id", REPO,
+                "--space", "org/bad](javascript:alert(1))"], hub_server, tmp_path / "home", tmp_path)
+    assert proc.returncode == 1 and "is not a Space id" in proc.stderr.strip().splitlines()[-1]
+    assert not (tmp_path / "x").exists() and hub_server.repos == before
