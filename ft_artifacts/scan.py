@@ -23,7 +23,7 @@ from .errors import ObjectiveError
 from .hooks import token_activations
 from .model import LoadedModel
 from .naming import Neuron
-from .settings import SELECTIONS  # noqa: F401 - re-exported
+from .settings import SELECTIONS, check_selection  # noqa: F401 - SELECTIONS re-exported
 
 logger = logging.getLogger(__name__)
 TOP_TOKENS = 10  # the scan's most activating tokens kept per neuron (neuron_stats.top_tokens)
@@ -45,13 +45,12 @@ class VocabScan:
 
     def scores(self, token_id: int, selection: str) -> np.ndarray:
         """Per-neuron score of one word [L*H]: a_{w,i} (absolute) or a_{w,i}/a_i^max (relative)."""
+        check_selection(selection)
         row = np.asarray(self.acts[token_id], dtype=np.float32)
         if selection == "absolute":
             return row
-        if selection == "relative":
-            with np.errstate(divide="ignore", invalid="ignore"):
-                return np.where(self.a_max > 0, row / self.a_max, -np.inf).astype(np.float32)
-        raise ObjectiveError(f"unknown selection {selection!r}; choose absolute or relative")
+        with np.errstate(divide="ignore", invalid="ignore"):  # relative
+            return np.where(self.a_max > 0, row / self.a_max, -np.inf).astype(np.float32)
 
     def top_neurons(self, token_id: int, k: int, selection: str) -> list[Neuron]:
         """The word's k highest-scoring neurons, best first (ties broken by lower flat index)."""

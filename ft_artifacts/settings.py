@@ -20,7 +20,7 @@ def check_selection(*selections: str, error: type = ObjectiveError) -> None:
     """The one check (and message) for a selection name: absolute or relative."""
     unknown = [s for s in selections if s not in SELECTIONS]
     if unknown:
-        raise error(f"unknown selection {', '.join(map(repr, unknown))}; choose one of {', '.join(SELECTIONS)}")
+        raise error(f"unknown selection {', '.join(map(repr, unknown))}; choose {' or '.join(SELECTIONS)}")
 
 
 def check_length(length: int, limit: int, model_id: str, option: str = "--length", error: type = ObjectiveError,
