@@ -91,27 +91,20 @@ class VerifiedFiles:
         """True when `path` has content `sha256`: from the cache when its stamp is unchanged and
         `full` is false, otherwise by hashing it (and remembering the result)."""
         real = os.path.realpath(path)
-        stat = os.stat(real)
-        entries = self._load()
-        if not full and entries.get(real) == [sha256, *_stamp(stat)]:
-            return True
-        ok = sha256_file(real) == sha256
-        if ok:
-            entries[real] = [sha256, *_stamp(stat)]
-        else:
-            entries.pop(real, None)
-        self._dirty = True
-        return ok
+        return self._check(real, os.stat(real), sha256, full, lambda: sha256_file(real))
 
     def matches_handle(self, handle, path: Path, sha256: str, *, full: bool = False) -> bool:
         """As `matches`, for a file already open: its stamp is the open file's, and it is hashed from
         `handle` itself (positioned reads), so what was checked is what a later read of `handle` gets."""
-        real = os.path.realpath(path)
-        stat = os.fstat(handle.fileno())
+        return self._check(os.path.realpath(path), os.fstat(handle.fileno()), sha256, full,
+                           lambda: sha256_handle(handle))
+
+    def _check(self, real: str, stat: os.stat_result, sha256: str, full: bool, digest) -> bool:
+        """The cached answer for an unchanged stamp (unless `full`), else `digest()` compared and remembered."""
         entries = self._load()
         if not full and entries.get(real) == [sha256, *_stamp(stat)]:
             return True
-        ok = sha256_handle(handle) == sha256
+        ok = digest() == sha256
         if ok:
             entries[real] = [sha256, *_stamp(stat)]
         else:
