@@ -67,6 +67,7 @@ def test_torchrun_builds_the_same_artifact(single: Path, tiny_bert, tmp_path: Pa
     assert runtime["chunks_timed"] == runtime["chunks"] > 1 and runtime["optimize_seconds"] > 0  # both ranks' chunks
 
 
+@pytest.mark.slow  # 45 s; the single-process kill/resume tests (test_build.py) stay in the default run
 def test_a_killed_rank_resumes_to_the_same_artifact(single: Path, tiny_bert, tmp_path: Path) -> None:
     out = tmp_path / "art"
     proc = cli_build(tiny_bert, out, tmp_path, torchrun=True, extra=("--steps", "400"))
@@ -103,6 +104,7 @@ def test_a_second_build_on_a_busy_folder_refuses_in_one_line(tiny_bert, tmp_path
     assert sorted(p.name for p in (out / ".partial").iterdir()) == ["lock"]  # nothing else written
 
 
+@pytest.mark.slow  # 23 s
 def test_neurons_all_builds_an_atlas(tiny_bert, tmp_path: Path) -> None:
     import ft_artifacts
     from artifact_fixtures import HIDDEN, LAYERS
