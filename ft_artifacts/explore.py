@@ -311,17 +311,12 @@ def push_space(site_dir, repo_id: str, *, private: bool = False, dataset: str | 
     Returns {"repo_id", "commit_oid", "commit_url", "files"}."""
     from huggingface_hub import CommitOperationAdd, CommitOperationDelete
 
-    from .publish import KEPT, _api, _hub_error_message
+    from .publish import KEPT, _api, _hub_error_message, verified_additions
 
     root = Path(site_dir)
     plan = plan_site_upload(root)
     readme = space_readme(f"{repo_id.rsplit('/', 1)[-1]} explorer", dataset).encode("utf-8")
-    operations = []
-    for item in plan:
-        payload = (root / item["path"]).read_bytes()
-        if hashlib.sha256(payload).hexdigest() != item["sha256"]:
-            raise ArtifactError(f"{item['path']} changed while publishing; nothing was committed, try again")
-        operations.append(CommitOperationAdd(path_in_repo=item["path"], path_or_fileobj=payload))
+    operations = verified_additions(root, plan)
     operations.append(CommitOperationAdd(path_in_repo="README.md", path_or_fileobj=readme))
     listed = {item["path"] for item in plan} | {"README.md"}
     try:

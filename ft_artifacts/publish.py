@@ -101,16 +101,12 @@ def _branch_files(api, repo_id: str, branch: str) -> tuple[str | None, list[str]
     return info.sha, sorted(s.rfilename for s in info.siblings or [])
 
 
-def _commit_folder(api, root: Path, repo_id: str, plan: list[dict], revision: str, message: str):
-    """Upload every planned file in a single commit (create_commit never splits, unlike xet's upload_folder),
-    and delete in the same commit every file on the branch that the plan does not list (an older build's
-    data, indexes or figures), so the branch then holds exactly this artifact. The commit names the head it
-    was planned against, so a push racing another one fails instead of mixing two artifacts.
-    Each file is read into memory once and checked against its planned sha256, so what is uploaded is
-    exactly what was verified, even if the file changes on disk meanwhile. Returns (commit info, removed paths)."""
+def verified_additions(root: Path, plan: list[dict]) -> list:
+    """One commit operation per planned file, each read into memory once and checked against its planned
+    sha256, so that what is uploaded is exactly what was verified, even if the file changes on disk meanwhile."""
     import hashlib
 
-    from huggingface_hub import CommitOperationAdd, CommitOperationDelete
+    from huggingface_hub import CommitOperationAdd
 
     operations = []
     for item in plan:
@@ -118,6 +114,19 @@ def _commit_folder(api, root: Path, repo_id: str, plan: list[dict], revision: st
         if hashlib.sha256(data).hexdigest() != item["sha256"]:
             raise ArtifactError(f"{item['path']} changed while publishing; nothing was committed, try again")
         operations.append(CommitOperationAdd(path_in_repo=item["path"], path_or_fileobj=data))
+    return operations
+
+
+def _commit_folder(api, root: Path, repo_id: str, plan: list[dict], revision: str, message: str):
+    """Upload every planned file in a single commit (create_commit never splits, unlike xet's upload_folder),
+    and delete in the same commit every file on the branch that the plan does not list (an older build's
+    data, indexes or figures), so the branch then holds exactly this artifact. The commit names the head it
+    was planned against, so a push racing another one fails instead of mixing two artifacts.
+    Each file is read into memory once and checked against its planned sha256, so what is uploaded is
+    exactly what was verified, even if the file changes on disk meanwhile. Returns (commit info, removed paths)."""
+    from huggingface_hub import CommitOperationDelete
+
+    operations = verified_additions(root, plan)
     head, present = _branch_files(api, repo_id, revision)
     listed = {item["path"] for item in plan}
     removed = [path for path in present if path not in listed and path not in KEPT]
