@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from .errors import ArtifactError, ChecksumError
-from .manifest import (CONFIGS, OPTIMIZED_CONFIGS, OPTIMIZED_INDEX, VOCAB_INDEX, Manifest, check_files,
+from .manifest import (CONFIGS, OPTIMIZED_CONFIGS, VOCAB_INDEX, Manifest, check_files,
                        read_manifest)
 from .naming import Group, Neuron, parse_group, parse_neuron
 
@@ -66,6 +66,7 @@ class Artifact:
         self._subsets: dict[str, Any] = {}
         self._matrices: dict[str, np.ndarray] = {}  # config -> its vectors [rows, h], read on first use
         self._opened: dict[str, Any] = {}  # path -> the handle it was verified through (read from it, not the path)
+        self._indexes: dict[str, Any] = {}  # index name -> the FAISS index, read on first use
 
     def __repr__(self) -> str:
         rows = ", ".join(f"{n}={c.rows}" for n, c in self.manifest.configs.items())
@@ -151,12 +152,17 @@ class Artifact:
 
         from .parquet_bounds import dense_strings
 
+        from .rows import ROW_TYPES, column_types
+
         rows = self.manifest.configs[name].rows
+        strings = [column] if column_types(ROW_TYPES[name]).get(column) == "string" else None  # dense_strings reads them
         try:
             sources = self._checked_sources(name)
             chunks = []
             for source in sources:
-                col = pq.read_table(source, columns=[column], read_dictionary=[column]).column(0)
+                # ParquetFile, not read_table: read_table imports pyarrow.dataset and, through it, pandas (0.3-0.5 s).
+                with pq.ParquetFile(source, read_dictionary=strings) as parquet:
+                    col = parquet.read(columns=[column]).column(0)
                 chunks += dense_strings(col, name, column, rows).chunks
             values = pa.chunked_array(chunks) if chunks else pa.chunked_array([], type=col.type)
             values = values.combine_chunks()
@@ -186,20 +192,22 @@ class Artifact:
         return vectors if rows is None else vectors[rows]
 
     # --- indexes ---------------------------------------------------------------------------------
-    @cached_property
+    @property
     def vocab_index(self):
-        return self._index(VOCAB_INDEX, lambda: self._vectors("vocabulary"))
+        """The vocabulary's FAISS index (index/vocab.faiss): row i is vocabulary row i."""
+        return self.index("vocabulary")
 
-    @cached_property
-    def optimized_index(self):
-        def vectors():
-            stacked = np.concatenate([self._vectors(c) for c in OPTIMIZED_CONFIGS])  # a copy: the cache stays as read
-            stacked[self._diverged] = 0.0  # no direction: never near anything
-            return stacked
+    def index(self, config: str):
+        """The FAISS index holding `config`'s rows (`vocabulary`, or an optimized config): an exact cosine
+        IndexFlatIP, row i = the config's row i (in a format-2 artifact, neurons then word_groups share one)."""
+        if config not in CONFIGS or config == "neuron_stats":
+            raise ArtifactError(f"no index for {config!r}; indexes hold {', '.join(('vocabulary',) + OPTIMIZED_CONFIGS)}")
+        name, _ = self.manifest.index_of(config)
+        if name not in self._indexes:
+            self._indexes[name] = self._read_index(name)
+        return self._indexes[name]
 
-        return self._index(OPTIMIZED_INDEX, vectors)
-
-    def _index(self, name: str, vectors):
+    def _read_index(self, name: str):
         from .index import build_index, read_index
 
         entry = self.manifest.indexes[name]
@@ -211,7 +219,14 @@ class Artifact:
             except ArtifactError as exc:  # name the file, not the handle it was read through
                 raise ArtifactError(str(exc).replace(source, str(path))) from None
         logger.warning("%s is missing; rebuilding it from the artifact's vectors", entry.path)
-        return build_index(vectors())
+        parts = []
+        for config, _ in entry.sources:
+            vectors = self._vectors(config)
+            if config in OPTIMIZED_CONFIGS:
+                vectors = vectors.copy()  # the cache stays as read
+                vectors[self._diverged[config]] = 0.0  # no direction: never near anything
+            parts.append(vectors)
+        return build_index(np.concatenate(parts))
 
     @cached_property
     def _tokens(self) -> list[str]:
@@ -227,9 +242,9 @@ class Artifact:
         return {"neurons": self._column("neurons", "neuron"), "word_groups": self._column("word_groups", "group")}
 
     @cached_property
-    def _diverged(self) -> np.ndarray:
-        """[neurons + word_groups] bool, in optimized-index order."""
-        return np.array([bool(v) for c in OPTIMIZED_CONFIGS for v in self._column(c, "diverged")], dtype=bool)
+    def _diverged(self) -> dict[str, np.ndarray]:
+        """{optimized config: [rows] bool}."""
+        return {c: np.array([bool(v) for v in self._column(c, "diverged")], dtype=bool) for c in OPTIMIZED_CONFIGS}
 
     @cached_property
     def _rows(self) -> dict[str, dict[str, int]]:
@@ -289,8 +304,7 @@ class Artifact:
         if row is None:
             raise ArtifactError(self._missing(config, key))
         if config != "vocabulary":
-            offset = 0 if config == "neurons" else self.manifest.configs["neurons"].rows
-            if self._diverged[offset + row]:
+            if self._diverged[config][row]:
                 raise ArtifactError(f"{key}: its optimization diverged (non-finite values); it has no nearest words")
         return config, row
 
@@ -338,23 +352,37 @@ class Artifact:
         """Neurons and groups whose optimized inputs lie nearest (cosine) to a query (as in `vector`):
         a list of {"name", "config", "cosine"} (one list per row for a batch of vectors). Diverged rows
         are never returned."""
-        from .index import search
-
         _check_kinds("neurons_near", kinds)
         vectors = self.vector(query, **kinds)
         k = _check_k(k)
-        n_neurons = self.manifest.configs["neurons"].rows
-        cosines, ids = search(self.optimized_index, vectors, k + int(self._diverged.sum()))
-        results = []
-        for cs, row in zip(cosines, ids):
-            hits = []
-            for c, i in zip(cs, row):
-                if i < 0 or self._diverged[i] or len(hits) == k:
-                    continue
-                config, j = ("neurons", int(i)) if i < n_neurons else ("word_groups", int(i) - n_neurons)
-                hits.append({"name": self._names[config][j], "config": config, "cosine": float(c)})
-            results.append(hits)
+        found = [[] for _ in range(len(vectors))]  # per query: (-cosine, config order, row, config)
+        for order, config in enumerate(OPTIMIZED_CONFIGS):
+            for hits, row_hits in zip(found, self._nearest_rows(config, vectors, k)):
+                hits += [(-c, order, j, config) for c, j in row_hits]
+        results = [[{"name": self._names[config][j], "config": config, "cosine": -c}
+                    for c, _, j, config in sorted(hits)[:k]] for hits in found]
         return results if _is_batch(query, kinds) else results[0]
+
+    def _nearest_rows(self, config: str, vectors: np.ndarray, k: int) -> list[list[tuple[float, int]]]:
+        """Per query, up to k (cosine, row) of `config`'s optimized rows nearest to it, diverged rows left out."""
+        from .index import search
+
+        name, offset = self.manifest.index_of(config)
+        rows, diverged = self.manifest.configs[config].rows, self._diverged[config]
+        if not rows:
+            return [[] for _ in range(len(vectors))]
+        # The index may hold other configs' rows (format 2): ask for enough that k of this config's survive.
+        extra = self.manifest.indexes[name].rows - rows
+        cosines, ids = search(self.index(config), vectors, k + int(diverged.sum()) + extra)
+        out = []
+        for cs, ids_row in zip(cosines, ids):
+            hits = []
+            for c, i in zip(cs, ids_row):
+                j = int(i) - offset
+                if 0 <= j < rows and not diverged[j] and len(hits) < k:
+                    hits.append((float(c), j))
+            out.append(hits)
+        return out
 
 
 def _one_line(exc: BaseException, limit: int = 200) -> str:

@@ -20,18 +20,29 @@ from .errors import ArtifactError
 from .files import atomic_path
 from .safejson import JSONLimitError, loads
 
-FORMAT_VERSION = 2  # the format this package writes; it reads this one and every older one MIGRATIONS reaches
+FORMAT_VERSION = 3  # the format this package writes; it reads this one and every older one MIGRATIONS reaches
 # {N: a function turning a parsed format-N build_info.json into format N + 1}. Reading applies them in turn,
 # so a reader of format N reads N - 1 and older. Bumping the format: add MIGRATIONS[N] and raise FORMAT_VERSION.
 # Format 1 (the untyped manifest before ft-artifacts 0.1.0's typed one) has no migration: rebuild it.
-MIGRATIONS: dict = {}
+# Format 3 gives each optimized config its own index (index/neurons.faiss, index/word_groups.faiss), so that
+# plain `Dataset.load_faiss_index` works on each; format 2 had one index/optimized.faiss over both configs.
+
+
+def _format_2_to_3(data: dict) -> dict:
+    """Format 2 -> 3: nothing is rewritten. Its one `optimized` index over the neurons rows, then the word_groups
+    rows (LEGACY_OPTIMIZED_INDEX), stays what the artifact holds and lists; the reader accepts that layout only
+    from an artifact written as format 2, and the loader maps its rows to the two configs."""
+    return {**data, "format_version": 3}
+
+
+MIGRATIONS: dict = {2: _format_2_to_3}
 BUILD_INFO = "build_info.json"
 CARD = "README.md"
 CONFIGS = ("neurons", "word_groups", "vocabulary", "neuron_stats")
 DEFAULT_CONFIG = "neurons"
-OPTIMIZED_CONFIGS = ("neurons", "word_groups")  # rows with an optimized input, in optimized-index order
+OPTIMIZED_CONFIGS = ("neurons", "word_groups")  # rows with an optimized input; each has its own index
 VOCAB_INDEX = "vocab"
-OPTIMIZED_INDEX = "optimized"
+LEGACY_OPTIMIZED_INDEX = "optimized"  # format 2: one index over the neurons rows, then the word_groups rows
 from .index import INDEX_KIND  # noqa: E402,F401 - the index kind, defined once (index.py)
 INDEX_METRIC = "cosine (IndexFlatIP over L2-normalized float32 vectors)"
 DATA_DIRS = ("data", "index")  # folders whose every file must be listed
@@ -182,6 +193,16 @@ class Manifest:
     format_version: int = FORMAT_VERSION
 
     # --- derived ---------------------------------------------------------------------------------
+    def index_of(self, config: str) -> tuple[str, int]:
+        """(the name of the index holding `config`'s rows, the row where they start in it)."""
+        for name, entry in self.indexes.items():
+            offset = 0
+            for source, rows in entry.sources:
+                if source == config:
+                    return name, offset
+                offset += rows
+        raise ArtifactError(f"{BUILD_INFO}: no index holds config {config!r}; rebuild or re-download the artifact")
+
     def payload_files(self) -> list[str]:
         """The files the configs and indexes consist of (each also in `files`)."""
         paths = [f for c in self.configs.values() for f in c.files]
@@ -307,12 +328,13 @@ class _Reader:
     def manifest(self, data: Any) -> Manifest:
         if not isinstance(data, dict):
             raise self.fail("the top level is not an object")
+        written = data.get("format_version")
         data = self.migrate(data)
         version = data["format_version"]
         files = self.files(self.get(data, "files", dict))
         model = self.model(self.get(data, "model", dict))
         configs = self.configs(self.get(data, "configs", dict))
-        indexes = self.indexes(self.get(data, "indexes", dict), configs, model)
+        indexes = self.indexes(self.get(data, "indexes", dict), configs, model, legacy=isinstance(written, int) and written <= 2)
         default = self.get(data, "default_config", str)
         if default not in configs:
             raise self.fail(f"default_config {default!r} is not a config")
@@ -406,8 +428,13 @@ class _Reader:
             out[name] = ConfigEntry(self.count(entry, "rows", f"configs.{name}."), tuple(files))
         return out
 
-    def indexes(self, data: dict, configs: dict[str, ConfigEntry], model: ModelInfo) -> dict[str, IndexEntry]:
-        expected = {VOCAB_INDEX: ("vocabulary",), OPTIMIZED_INDEX: OPTIMIZED_CONFIGS}
+    def indexes(self, data: dict, configs: dict[str, ConfigEntry], model: ModelInfo,
+                legacy: bool = False) -> dict[str, IndexEntry]:
+        """Format 3: the vocabulary's index and one index per optimized config, named after it. An artifact
+        written as format 2 (`legacy`) has the vocabulary's and one `optimized` index over both configs."""
+        optimized = [c for c in OPTIMIZED_CONFIGS if c in configs]
+        expected = {VOCAB_INDEX: ("vocabulary",), **({LEGACY_OPTIMIZED_INDEX: tuple(optimized)} if legacy else
+                                                      {c: (c,) for c in optimized})}
         if set(data) != set(expected):
             raise self.fail(f"'indexes' must name exactly {', '.join(expected)}")
         out = {}
@@ -549,5 +576,5 @@ def figure_files(name: str) -> list[str]:
 
 def artifact_paths() -> list[str]:
     """Every path a pack writes into an artifact folder (the folder holds nothing else)."""
-    return [data_file(c) for c in CONFIGS] + [index_file(VOCAB_INDEX), index_file(OPTIMIZED_INDEX), CARD, BUILD_INFO,
-                                              *(f for name in FIGURES for f in figure_files(name))]
+    return ([data_file(c) for c in CONFIGS] + [index_file(n) for n in (VOCAB_INDEX, *OPTIMIZED_CONFIGS)]
+            + [CARD, BUILD_INFO, *(f for name in FIGURES for f in figure_files(name))])

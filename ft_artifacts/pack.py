@@ -16,7 +16,7 @@ import numpy as np
 
 from .files import atomic_path, sha256_file
 from .index import build_index, write_index
-from .manifest import (CARD, CONFIGS, OPTIMIZED_CONFIGS, OPTIMIZED_INDEX, VOCAB_INDEX, ConfigEntry, FileEntry,
+from .manifest import (CARD, CONFIGS, OPTIMIZED_CONFIGS, VOCAB_INDEX, ConfigEntry, FileEntry,
                        IndexEntry, Manifest, ModelInfo, Runtime, Versions, data_file, index_file, write_manifest)
 from .schema import features
 from .report import card_section
@@ -31,15 +31,12 @@ DESCRIPTIONS = {
 }
 
 
-def optimized_vectors(tables: dict) -> np.ndarray:
-    """The neurons' then the groups' analysis vectors [n, h], diverged rows as zeros (no direction)."""
-    parts = []
-    for name in OPTIMIZED_CONFIGS:
-        table = tables[name].with_format("numpy")
-        vectors = np.asarray(table["vector"], dtype=np.float32).reshape(len(table), -1)
-        vectors[np.asarray(table["diverged"], dtype=bool)] = 0.0
-        parts.append(vectors)
-    return np.concatenate(parts)
+def optimized_vectors(table, hidden_size: int) -> np.ndarray:
+    """One optimized config's analysis vectors [rows, h], diverged rows as zeros (no direction)."""
+    table = table.with_format("numpy")
+    vectors = np.asarray(table["vector"], dtype=np.float32).reshape(len(table), hidden_size)
+    vectors[np.asarray(table["diverged"], dtype=bool)] = 0.0
+    return vectors
 
 
 def pack_artifact(
@@ -73,9 +70,9 @@ def pack_artifact(
         _report(progress, done, steps)
     vocab_vectors = np.asarray(tables["vocabulary"].with_format("numpy")["vector"], dtype=np.float32)
     vocab_vectors = vocab_vectors.reshape(len(tables["vocabulary"]), model.hidden_size)
-    indexes = {
+    indexes = {  # one index per config, named after it (the vocabulary's: vocab), row i = the config's row i
         VOCAB_INDEX: (vocab_vectors, ("vocabulary",)),
-        OPTIMIZED_INDEX: (optimized_vectors(tables), OPTIMIZED_CONFIGS),
+        **{name: (optimized_vectors(tables[name], model.hidden_size), (name,)) for name in OPTIMIZED_CONFIGS},
     }
     index_entries = {}
     for name, (vectors, sources) in indexes.items():

@@ -27,7 +27,7 @@ from ft_artifacts.schema import CONFIGS, DEFAULT_CONFIG, features  # noqa: E402
 
 pytest_plugins = ["artifact_fixtures"]
 
-INDEXES = ("index/vocab.faiss", "index/optimized.faiss")
+INDEXES = ("index/vocab.faiss", "index/neurons.faiss", "index/word_groups.faiss")
 
 
 def data_files(root: Path, config: str) -> list[Path]:
@@ -85,8 +85,8 @@ def test_row_counts(tiny_artifact: Path, tiny_config, tiny_lm) -> None:
         assert read_config(tiny_artifact, config).num_rows == rows, config
         assert info["configs"][config]["rows"] == rows, config
     assert faiss.read_index(str(tiny_artifact / "index/vocab.faiss")).ntotal == expected["vocabulary"]
-    assert faiss.read_index(str(tiny_artifact / "index/optimized.faiss")).ntotal == (
-        expected["neurons"] + expected["word_groups"])
+    for config in ("neurons", "word_groups"):  # one index per optimized config (format 3)
+        assert faiss.read_index(str(tiny_artifact / f"index/{config}.faiss")).ntotal == expected[config], config
     # 10% of each layer's neurons, drawn per layer; neuron_stats marks exactly those as sampled.
     neurons = read_config(tiny_artifact, "neurons").column("neuron").to_pylist()
     stats = read_config(tiny_artifact, "neuron_stats").to_pydict()
@@ -251,6 +251,27 @@ def test_vocab_index_row_i_is_vocabulary_row_i(tiny_artifact: Path, tmp_path: Pa
         assert_same_neighbours(got_ids, got_cos, query, vocab, 10)
     tokens = read_config(tiny_artifact, "vocabulary").column("token").to_pylist()
     assert ds[[int(i) for i in found.total_indices[0]]]["token"] == [tokens[int(i)] for i in found.total_indices[0]]
+
+
+@pytest.mark.parametrize("config,name", [("neurons", "neuron"), ("word_groups", "group")])
+def test_each_optimized_config_has_its_own_index_for_plain_datasets(tiny_artifact: Path, tmp_path: Path, config,
+                                                                    name) -> None:
+    """One index per optimized config (the wiki_dpr convention): `Dataset.load_faiss_index` takes it as it is
+    (FAISS's size must equal the config's rows), and its answers are that config's rows by cosine."""
+    import datasets
+
+    ds = datasets.load_dataset("parquet", data_files=[str(p) for p in data_files(tiny_artifact, config)],
+                               split="train", cache_dir=str(tmp_path / "cache"))
+    ds.load_faiss_index("vector", str(tiny_artifact / f"index/{config}.faiss"))
+    rows = vectors(read_config(tiny_artifact, config))
+    diverged = np.asarray(read_config(tiny_artifact, config).column("diverged").to_pylist(), dtype=bool)
+    rows[diverged] = 0.0
+    query = vectors(read_config(tiny_artifact, "vocabulary"))[3]
+    query = (query / np.linalg.norm(query)).astype(np.float32)
+    scores, found = ds.get_nearest_examples("vector", query, k=5)
+    ids = [int(i) for i in ds.search("vector", query, k=5).indices]
+    assert found[name] == [ds[i][name] for i in ids]
+    assert_same_neighbours(ids, scores, query, rows, 5)
 
 
 # --- every stored row against a fresh computation -----------------------------------------------------------------

@@ -23,7 +23,7 @@ from ft_artifacts.schema import CONFIGS  # noqa: E402
 
 pytest_plugins = ["artifact_fixtures"]
 
-INDEXES = ("index/vocab.faiss", "index/optimized.faiss")
+INDEXES = ("index/vocab.faiss", "index/neurons.faiss", "index/word_groups.faiss")
 
 # --- resuming a killed build ----------------------------------------------------------------------------------------
 

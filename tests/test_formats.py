@@ -88,19 +88,54 @@ def test_an_unreadable_format_is_one_line_naming_the_writer(tmp_path, version):
 
 
 def test_a_registered_migration_reads_an_older_format(tmp_path, monkeypatch):
-    """An older format with a migration reads as today's: here a made-up format one below today's whose
-    build_info.json spelled `words` as `target_words`."""
-    older = FORMAT_VERSION - 1
-
+    """An older format with a migration reads as today's, through every step in turn: here a made-up format 1
+    whose build_info.json spelled `words` as `target_words`, upgraded to format 2, then by the real MIGRATIONS[2]."""
     def upgrade(data: dict) -> dict:
         data["words"] = data.pop("target_words")
-        return dict(data, format_version=older + 1)
+        return dict(data, format_version=2)
 
-    folder = _copy(tmp_path, lambda info: info.update(format_version=older, target_words=info.pop("words")))
-    with pytest.raises(ArtifactError, match=f"format {older}"):
+    folder = _copy(tmp_path, lambda info: info.update(format_version=1, target_words=info.pop("words")))
+    with pytest.raises(ArtifactError, match="format 1"):
         read_manifest(folder)  # no migration: refused, in one line
-    monkeypatch.setitem(manifest_module.MIGRATIONS, older, upgrade)
+    monkeypatch.setitem(manifest_module.MIGRATIONS, 1, upgrade)
     manifest = read_manifest(folder)
     assert manifest.format_version == FORMAT_VERSION and manifest.words == stored()["words"]
     art = ft_artifacts.load(folder)
     assert np.isfinite(art.neurons[0]["activation"])
+
+
+def _brute_near(art, query: np.ndarray, k: int) -> list[tuple[str, str]]:
+    """The k optimized rows nearest to `query` by cosine, computed without FAISS (ties: neurons first)."""
+    scored = []
+    for order, config in enumerate(("neurons", "word_groups")):
+        table = getattr(art, config)
+        vectors = np.asarray(table["vector"], dtype=np.float64)
+        cos = vectors @ query / (np.linalg.norm(vectors, axis=1) * np.linalg.norm(query))
+        names = table["neuron" if config == "neurons" else "group"]
+        scored += [(-c, order, i, config, names[i]) for i, c in enumerate(cos) if not table[i]["diverged"]]
+    return [(name, config) for _, _, _, config, name in sorted(scored)[:k]]
+
+
+@pytest.mark.parametrize("index_present", [True, False])
+def test_a_format_2_artifacts_one_optimized_index_answers_neurons_near(tmp_path, index_present):
+    """Format 2 kept the neurons' and the groups' rows in one index/optimized.faiss; format 3 reads it as it is
+    (or rebuilds it when missing) and maps its rows to the two configs."""
+    folder = shutil.copytree(FIXTURE, tmp_path / "art")
+    if not index_present:
+        (folder / "index/optimized.faiss").unlink()
+    art = ft_artifacts.load(folder)
+    assert art.manifest.index_of("word_groups") == ("optimized", art.manifest.configs["neurons"].rows)
+    query = np.asarray(art.vocabulary[5]["vector"], dtype=np.float64)
+    k = len(art.neurons) + 3  # reaches into the word_groups rows
+    hits = art.neurons_near(vectors=query[None].astype(np.float32), k=k)[0]
+    assert [(h["name"], h["config"]) for h in hits] == _brute_near(art, query, k)
+
+
+def test_the_format_2_index_layout_is_refused_in_a_format_3_manifest(tmp_path):
+    """Only an artifact written as format 2 may hold the one combined index; a format-3 build_info.json that
+    lists it is refused in one line, as any other layout it does not describe."""
+    folder = _copy(tmp_path, lambda info: info.update(format_version=3))
+    with pytest.raises(ArtifactError) as err:
+        read_manifest(folder)
+    assert "'indexes' must name exactly vocab, neurons, word_groups" in str(err.value)
+    assert "\n" not in str(err.value)

@@ -159,10 +159,11 @@ def test_a_changed_byte_is_a_checksum_error_naming_the_file(copied: Path, rel: s
 
 def test_missing_indexes_are_rebuilt_with_the_same_answers(copied: Path, tiny_loaded, reference) -> None:
     (copied / "index/vocab.faiss").unlink()
-    (copied / "index/optimized.faiss").unlink()
+    (copied / "index/neurons.faiss").unlink()
+    (copied / "index/word_groups.faiss").unlink()
     art = ft_artifacts.load(copied)
     status = art.verify()
-    assert status["index/vocab.faiss"] == status["index/optimized.faiss"] == "missing (rebuilt on use)"
+    assert {status[f"index/{n}.faiss"] for n in ("vocab", "neurons", "word_groups")} == {"missing (rebuilt on use)"}
     name = list(reference["neurons"])[0]
     hits = art.nearest_words(neuron=name, k=10)
     check_words(hits, reference["neurons"][name], reference, 10)

@@ -45,7 +45,9 @@ def test_the_manifest_round_trips(tiny_artifact: Path) -> None:
     assert Manifest.from_dict(json.loads(text)) == manifest
     assert set(manifest.files) | {BUILD_INFO} == set(artifact_paths())
     assert manifest.indexes["vocab"].rows == manifest.configs["vocabulary"].rows
-    assert manifest.indexes["optimized"].rows == manifest.configs["neurons"].rows + manifest.configs["word_groups"].rows
+    for config in ("neurons", "word_groups"):  # format 3: one index per optimized config, named after it
+        assert manifest.indexes[config].rows == manifest.configs[config].rows
+        assert manifest.index_of(config) == (config, 0)
 
 
 def _set(path: list, value):

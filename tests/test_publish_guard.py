@@ -83,7 +83,7 @@ def flip_byte(path: Path) -> None:
 
 DAMAGE = {
     "flipped-data-byte": ("data/neurons/train-00000-of-00001.parquet", flip_byte),
-    "flipped-index-byte": ("index/optimized.faiss", flip_byte),
+    "flipped-index-byte": ("index/word_groups.faiss", flip_byte),
     "flipped-card-byte": ("README.md", flip_byte),
     "missing-data-file": ("data/word_groups/train-00000-of-00001.parquet", Path.unlink),
     "missing-card": ("README.md", Path.unlink),
@@ -124,9 +124,9 @@ def test_build_push_of_a_damaged_finished_folder_sends_nothing(case, built, tiny
 def test_push_of_an_artifact_missing_an_index_sends_nothing(tiny_artifact, hub_server, tmp_path):  # noqa: F811
     folder = tmp_path / "artifact"
     shutil.copytree(tiny_artifact, folder)
-    (folder / "index/optimized.faiss").unlink()
+    (folder / "index/neurons.faiss").unlink()
     proc = run([str(CONSOLE_SCRIPT), "push", str(folder), "--repo-id", REPO], hub_server, tmp_path / "home", tmp_path)
-    assert_refused(proc, "index/optimized.faiss", hub_server)
+    assert_refused(proc, "index/neurons.faiss", hub_server)
 
 
 # Load by repo id (download, then verify), in a fresh interpreter pointed at the test hub.

@@ -389,9 +389,7 @@ def test_cli_report_errors_are_one_line(tiny_artifact, tmp_path):
     data = (art / rel).read_bytes()
     info["files"][rel] = {**info["files"][rel], "sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
     info["configs"]["word_groups"]["rows"] = 0
-    optimized = info["indexes"]["optimized"]
-    optimized["sources"][1][1] = 0
-    optimized["rows"] = optimized["sources"][0][1]
+    info["indexes"]["word_groups"].update(rows=0, sources=[["word_groups", 0]])
     (art / "build_info.json").write_text(json.dumps(info))
     result = CliRunner().invoke(main, ["report", str(art), "--out", str(tmp_path / "r")])
     assert result.exit_code == 1 and "word_groups table is empty" in result.output
