@@ -237,20 +237,21 @@ class Artifact:
         """Ids of the bracketed tokens ([CLS], [PAD], [unused7], ...), which `skip_special` leaves out."""
         return frozenset(i for i, t in enumerate(self._tokens) if len(t) > 2 and t[0] == "[" and t[-1] == "]")
 
+    # Each read on first use, per config: a neuron query reads neither the groups' nor the vocabulary's names.
     @cached_property
     def _names(self) -> dict[str, list[str]]:
-        return {"neurons": self._column("neurons", "neuron"), "word_groups": self._column("word_groups", "group")}
+        """{optimized config: its rows' names, in row order}."""
+        return _PerConfig(lambda c: self._column(c, NAME_COLUMNS[c]))
 
     @cached_property
     def _diverged(self) -> dict[str, np.ndarray]:
         """{optimized config: [rows] bool}."""
-        return {c: np.array([bool(v) for v in self._column(c, "diverged")], dtype=bool) for c in OPTIMIZED_CONFIGS}
+        return _PerConfig(lambda c: np.array([bool(v) for v in self._column(c, "diverged")], dtype=bool))
 
     @cached_property
     def _rows(self) -> dict[str, dict[str, int]]:
-        return {"neurons": {n: i for i, n in enumerate(self._names["neurons"])},
-                "word_groups": {g: i for i, g in enumerate(self._names["word_groups"])},
-                "vocabulary": {t: i for i, t in enumerate(self._tokens)}}
+        """{config: {name (a token for the vocabulary): row}}."""
+        return _PerConfig(lambda c: {n: i for i, n in enumerate(self._tokens if c == "vocabulary" else self._names[c])})
 
     # --- queries ---------------------------------------------------------------------------------
     def vector(self, query=None, *, neuron=None, group=None, word=None, vectors=None) -> np.ndarray:
@@ -271,6 +272,20 @@ class Artifact:
             return self._raw_vectors(value)
         config, row = self._row(kind, value)
         return self._vectors(config, [row])
+
+    def _query_directions(self, query, kinds: dict) -> np.ndarray:
+        """What a cosine query needs of `vector(query, **kinds)`: for a neuron, group or word, its row of the
+        config's index (the same float32 vector, L2-normalized by the same code), so a word query reads no
+        vocabulary vectors and a neuron query no vector column; given vectors as they are."""
+        if isinstance(query, (Neuron, Group)) and not kinds:
+            kind, value = ("neuron" if isinstance(query, Neuron) else "group"), query
+        else:
+            (kind, value), = kinds.items() if query is None and len(kinds) == 1 else (("vectors", None),)
+        if kind == "vectors":
+            return self.vector(query, **kinds)
+        config, row = self._row(kind, value)
+        name, offset = self.manifest.index_of(config)
+        return self.index(config).reconstruct(offset + row)[None]
 
     def _raw_vectors(self, query) -> np.ndarray:
         h = self.manifest.model.hidden_size
@@ -338,7 +353,7 @@ class Artifact:
         Queries as in `vector` (neuron=, group=, word= or vectors=). `skip_special` leaves out bracketed
         tokens ([CLS], [PAD], [unused7], ...); by default every token counts, as in the stored `nearest` columns."""
         _check_kinds("nearest_words", kinds)
-        vectors = self.vector(query, **kinds)
+        vectors = self._query_directions(query, kinds)
         from .index import search
 
         k = _check_k(k)
@@ -353,7 +368,7 @@ class Artifact:
         a list of {"name", "config", "cosine"} (one list per row for a batch of vectors). Diverged rows
         are never returned."""
         _check_kinds("neurons_near", kinds)
-        vectors = self.vector(query, **kinds)
+        vectors = self._query_directions(query, kinds)
         k = _check_k(k)
         found = [[] for _ in range(len(vectors))]  # per query: (-cosine, config order, row, config)
         for order, config in enumerate(OPTIMIZED_CONFIGS):
@@ -383,6 +398,21 @@ class Artifact:
                     hits.append((float(c), j))
             out.append(hits)
         return out
+
+
+NAME_COLUMNS = {"neurons": "neuron", "word_groups": "group"}  # the column naming an optimized config's rows
+
+
+class _PerConfig(dict):
+    """{config: value}, each value computed on first use."""
+
+    def __init__(self, compute):
+        super().__init__()
+        self._compute = compute
+
+    def __missing__(self, config: str):
+        value = self[config] = self._compute(config)
+        return value
 
 
 def _one_line(exc: BaseException, limit: int = 200) -> str:

@@ -101,6 +101,21 @@ def test_nearest_words_equals_brute_force(tiny_loaded, reference) -> None:
     assert sorted(h["token_id"] for h in hits) == list(range(len(reference["tokens"])))
 
 
+def test_named_queries_take_their_direction_from_the_index(tiny_artifact, reference) -> None:
+    """A neuron, group or word query searches with its row of its config's index (the same vector, unit
+    length), so it reads no vector column: a word query costs the vocabulary's index alone. Its answers are
+    the stored vector's, as the brute-force check above shows, and agree with passing that vector."""
+    art = ft_artifacts.load(tiny_artifact)
+    hits = art.nearest_words(word="people", k=10)
+    near = art.neurons_near(group="people/relative/10", k=6)
+    assert not art._matrices  # no config's vector column was read
+    check_words(hits, reference["vocab"][reference["tokens"].index("people")], reference, 10)
+    check_near(near, reference["groups"]["people/relative/10"], reference, 6)
+    by_vector = art.nearest_words(vectors=art.vector(word="people")[0], k=10)
+    assert [h["token_id"] for h in by_vector] == [h["token_id"] for h in hits]
+    np.testing.assert_allclose([h["cosine"] for h in by_vector], [h["cosine"] for h in hits], rtol=0, atol=1e-6)
+
+
 def test_nearest_words_for_raw_vectors(tiny_loaded, reference) -> None:
     rng = np.random.default_rng(0)
     one = rng.standard_normal(HIDDEN)
