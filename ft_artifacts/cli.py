@@ -615,7 +615,7 @@ def info(artifacts, revision, full_verify, as_json, token, cache_dir, force_down
                f"{model.hidden_size}")
     for name, config in manifest.configs.items():
         click.echo(f"  {name:<13} {config.rows:>7} rows")
-    click.echo("settings: " + json.dumps(manifest.settings, sort_keys=True))
+    click.echo("settings: " + json.dumps(manifest.settings.to_dict(), sort_keys=True))
     evaluation = manifest.evaluation
     if evaluation is not None:
         from .report_markdown import card_section

@@ -19,6 +19,7 @@ from .index import build_index, write_index
 from .manifest import (CARD, CONFIGS, OPTIMIZED_CONFIGS, VOCAB_INDEX, ConfigEntry, FileEntry,
                        IndexEntry, Manifest, ModelInfo, Runtime, Versions, data_file, index_file, write_manifest)
 from .schema import features
+from .settings import BuildConfig
 from .report import card_section
 
 logger = logging.getLogger(__name__)
@@ -44,7 +45,7 @@ def pack_artifact(
     *,
     tables: dict[str, Any],
     model: ModelInfo,
-    settings: dict,
+    settings: BuildConfig,
     settings_table: dict[str, str],
     words: list[str],
     nonpositive_max: int,
