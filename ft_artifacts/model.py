@@ -62,8 +62,16 @@ class LoadedModel:
     model_id: str  # Hub id, or the folder name for local models
     revision: str  # Hub commit hash, or `sha256:<hex>` of the weights file
     source: str  # what the user asked for
-    extra: dict = field(default_factory=dict)
+    cache: dict = field(default_factory=dict)  # derived once per model (E is frozen): token index, [CLS]/[SEP] embeddings, EᵀE
     family: Family = BERT  # ft_artifacts.families; decoders: cls_id is BOS and sep_id is None
+
+    @property
+    def extra(self) -> dict:
+        """Deprecated name of `cache`."""
+        import warnings
+
+        warnings.warn("LoadedModel.extra is now LoadedModel.cache", DeprecationWarning, stacklevel=2)
+        return self.cache
 
     @property
     def num_layers(self) -> int:
@@ -106,9 +114,9 @@ class LoadedModel:
 
     def token_id(self, word: str) -> int:
         """Vocabulary id of a single token; a clear error for words that are not one token."""
-        index = self.extra.get("token_index")
+        index = self.cache.get("token_index")
         if index is None:
-            index = self.extra["token_index"] = {t: i for i, t in enumerate(self.tokens)}
+            index = self.cache["token_index"] = {t: i for i, t in enumerate(self.tokens)}
         if word in index:
             return index[word]
         from .errors import ObjectiveError
