@@ -109,7 +109,7 @@ def _build(config: BuildConfig, out: Path, *, device, precision, progress, keep_
                         "wall_seconds": round(time.monotonic() - started, 1), **_chunk_seconds(chunks),
                         "machine": _machine(lm)}
 
-            pack_artifact(out, tables=_tables(lm, plan, chunks, config), model=model_info(lm), settings=config.to_dict(),
+            pack_artifact(out, tables=_tables(lm, plan, chunks, config), model=model_info(lm), settings=config,
                           settings_table=settings_table(config, lm), words=plan.words,
                           nonpositive_max=plan.nonpositive_max, tmp_dir=tmp, progress=stage(progress, "packing"),
                           repo_id=repo_id, runtime=runtime, space_id=space_id)
@@ -325,7 +325,7 @@ def _finished(out: Path, config: BuildConfig, lm: LoadedModel) -> bool:
     if not (out / BUILD_INFO).is_file():
         return False
     manifest = read_manifest(out)
-    if {"build": manifest.settings, "model_revision": manifest.model.revision} != _identity(config, lm):
+    if {"build": manifest.settings.to_dict(), "model_revision": manifest.model.revision} != _identity(config, lm):
         raise ArtifactError(
             f"{out} holds a finished artifact with other settings; pass another --out, or delete the folder to rebuild"
         )

@@ -107,16 +107,6 @@ class World:
         except Exception as exc:  # noqa: BLE001 - the store may be gone with the job; the error itself still rises
             logger.warning("rank %d could not tell the other ranks that it failed: %s", self.rank, exc)
 
-    def agree(self, value):
-        """Rank 0's value, on every rank (e.g. an error message, so all ranks stop together)."""
-        if self.size == 1:
-            return value
-        import torch.distributed as dist
-
-        box = [value]
-        dist.broadcast_object_list(box, src=0)
-        return box[0]
-
 
 def world_from_env(device: str) -> tuple[World, str]:
     """Join the torchrun process group when WORLD_SIZE > 1; return (world, this process's device)."""

@@ -1,42 +1,13 @@
 """A preset name in, a BuildConfig out: which model, neurons, words, group configs and optimizer
-settings make up an artifact. Config is data; every default says where it comes from."""
+settings make up an artifact. Config is data; `BuildConfig` and its defaults (each saying where it comes
+from) live in ft_artifacts.settings, so that readers use it without the builders."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import replace
 
 from ft_artifacts.errors import ArtifactError
-from ft_artifacts.settings import DEFAULT_MODEL, DEFAULT_NEAREST, SELECTIONS, OptimConfig
-
-
-@dataclass
-class BuildConfig:
-    model: str = DEFAULT_MODEL  # the paper's model (4.1)
-    neuron_fraction: float = 0.1  # paper 4.1: a random 10% of each layer's neurons (77 of 768); 1.0: every neuron
-    neurons_per_layer: int | None = None  # a count per layer instead of the fraction
-    neuron_seed: int = 0  # seeds the neuron sample
-    random_words: int = 80  # paper 5.1: 80 target words drawn at random from Latin-letter words
-    curated_words: int = 20  # paper 5.1: 20 high-frequency words, from builders/curated_words.txt
-    word_seed: int = 0  # seeds the word draw
-    selections: tuple[str, ...] = SELECTIONS  # paper 3.3.2
-    ks: tuple[int, ...] = (10, 100, 250, 450)  # paper Tables 3 and 4
-    optim: OptimConfig = field(default_factory=OptimConfig)  # paper 4.1: SGD, lr 100, 5,000 steps
-    precision: str | None = None  # the steps' mode (ft_artifacts.precision); None: the device's default, recorded at build
-    nearest: int = DEFAULT_NEAREST  # nearest tokens stored per optimized row
-    chunk_rows: int = 256  # rows optimized per batch; each finished chunk is saved (resume unit)
-    scan_batch: int = 1024  # vocabulary items per forward in the scan
-
-    def to_dict(self) -> dict:
-        data = asdict(self)
-        data["selections"], data["ks"] = list(self.selections), list(self.ks)
-        return data
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "BuildConfig":
-        data = dict(data)
-        data["optim"] = OptimConfig(**data.get("optim", {}))
-        data["selections"], data["ks"] = tuple(data["selections"]), tuple(data["ks"])
-        return cls(**data)
+from ft_artifacts.settings import BuildConfig, OptimConfig  # noqa: F401 - BuildConfig re-exported (defined there)
 
 
 PRESETS: dict[str, BuildConfig] = {

@@ -287,7 +287,7 @@ def textualize(neurons, model, device, precision, word, selection, group_size, s
     --layer L, each row of FILE is a direction in layer L's neuron space (objective: sum_i d_i a_i).
     """
     from .rows import to_record
-    from .session import textualize_direction_request, textualize_request
+    from .commands import textualize_direction_request, textualize_request
 
     if (direction is None) != (layer is None):
         raise FTError("--direction and --layer go together: --direction FILE --layer L")
@@ -313,7 +313,7 @@ def textualize(neurons, model, device, precision, word, selection, group_size, s
             )
     finally:
         bars.close()
-    from .session import row_warnings
+    from .commands import row_warnings
 
     for row in rows:
         click.echo(_json_line(to_record(row)) if as_json else _format_row(row))
@@ -459,7 +459,7 @@ def build(preset_name, out, model, steps, chunk_rows, neurons, device, precision
     datasets, FAISS indexes, dataset card and build_info.json. A killed build resumes where it stopped.
     Under torchrun, the processes share the work by chunks and rank 0 packs the same artifact."""
     from .builders.distributed import leave, world_from_env
-    from .session import build_request
+    from .commands import build_request
 
     if push and not repo_id:
         raise FTError("--push needs --repo-id ORG/NAME")
@@ -524,7 +524,7 @@ def push(folder, repo_id, private, revision, dry_run, as_json):
 
 
 def _publish_result(folder, repo_id, private, revision, dry_run) -> dict:
-    from .session import publish_request
+    from .commands import publish_request
 
     return publish_request(folder, repo_id, private=private, revision=revision, dry_run=dry_run)
 
@@ -615,7 +615,7 @@ def info(artifacts, revision, full_verify, as_json, token, cache_dir, force_down
                f"{model.hidden_size}")
     for name, config in manifest.configs.items():
         click.echo(f"  {name:<13} {config.rows:>7} rows")
-    click.echo("settings: " + json.dumps(manifest.settings, sort_keys=True))
+    click.echo("settings: " + json.dumps(manifest.settings.to_dict(), sort_keys=True))
     evaluation = manifest.evaluation
     if evaluation is not None:
         from .report_markdown import card_section

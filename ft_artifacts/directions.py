@@ -20,6 +20,7 @@ from .errors import ObjectiveError
 from .naming import Neuron
 from .objectives import Objective, neuron
 from .rows import _col, _Optimized
+from .settings import DEFAULT_NEAREST
 
 logger = logging.getLogger(__name__)
 
@@ -99,7 +100,7 @@ def direction_labels(path: str | Path, layer: int, count: int) -> list[str]:
 
 def textualize_directions(
     lm, scan, directions: np.ndarray, layer: int, config=None, *, labels: Sequence[str] | None = None,
-    nearest: int = 10, precision: str | None = None, callback: Callable[[int, int], None] | None = None,
+    nearest: int = DEFAULT_NEAREST, precision: str | None = None, callback: Callable[[int, int], None] | None = None,
 ) -> list[DirectionRow]:
     """Optimize every direction in one batch and describe each as textualize describes neurons."""
     import torch

@@ -192,7 +192,7 @@ def site_data(artifact) -> dict[str, object]:
     data["meta"] = _json_ready({
         "model": {"id": model.id, "revision": model.revision, "num_layers": model.num_layers,
                   "hidden_size": model.hidden_size, "vocab_size": model.vocab_size},
-        "settings": manifest.settings, "rows": {n: c.rows for n, c in manifest.configs.items()},
+        "settings": manifest.settings.to_dict(), "rows": {n: c.rows for n, c in manifest.configs.items()},
         "build_id": manifest.build_id(), "words": words,
         "layers": {str(layer): len(rows) for layer, rows in sorted(layers.items())},
         "diverged": report["artifact"]["diverged"] if report else {"neurons": sum(diverged), "word_groups": sum(g_diverged)},

@@ -24,7 +24,7 @@ def cls_sep(lm: LoadedModel, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
     """The [CLS] and [SEP] word embeddings [1, 1, h] in `dtype` on the model's device, computed once
     per model, device and dtype (E is frozen)."""
     emb = lm.embedding_matrix
-    cache = lm.extra.setdefault("cls_sep", {})
+    cache = lm.cache.setdefault("cls_sep", {})
     key = (emb.device, dtype)
     if key not in cache:
         with torch.no_grad():

@@ -26,6 +26,8 @@ from .errors import ArtifactError, ChecksumError
 from .manifest import (CONFIGS, OPTIMIZED_CONFIGS, VOCAB_INDEX, Manifest, check_files,
                        read_manifest)
 from .naming import Group, Neuron, parse_group, parse_neuron
+from .settings import DEFAULT_NEAREST
+from .sources import HUB, MISSING, source_kind
 
 logger = logging.getLogger(__name__)
 
@@ -37,12 +39,11 @@ def load(path_or_repo_id: str | Path, revision: str | None = None, *, verify: bo
     `verify` checks every listed file (hashing only files changed since they were last verified;
     `full_verify` hashes all). `force_download` fetches a Hub artifact again, replacing a corrupt
     cached copy."""
-    path = Path(path_or_repo_id).expanduser()
-    remote = not path.exists()
+    kind, text = source_kind(path_or_repo_id)  # the one folder-or-Hub-id rule (ft_artifacts.sources)
+    path, remote = Path(text), kind == HUB
+    if kind == MISSING:
+        raise ArtifactError(f"{text}: no such artifact folder (a Hub repo id looks like ORG/NAME)")
     if remote:
-        text = str(path_or_repo_id)
-        if text.startswith((".", "/", "~")) or text.count("/") != 1:
-            raise ArtifactError(f"{text}: no such artifact folder (a Hub repo id looks like ORG/NAME)")
         from .publish import download_artifact
 
         path = download_artifact(text, revision=revision, cache_dir=cache_dir, force_download=force_download)
@@ -347,7 +348,7 @@ class Artifact:
                 + ", ".join(words[:8]) + (", ..." if len(words) > 8 else "")
                 + f"; selections and k: {shown}); `ft-artifacts info ARTIFACT --words` lists them all")
 
-    def nearest_words(self, query=None, *, k: int = 10, skip_special: bool = False, **kinds):
+    def nearest_words(self, query=None, *, k: int = DEFAULT_NEAREST, skip_special: bool = False, **kinds):
         """Nearest vocabulary tokens by cosine in the analysis space: a list of {"token", "cosine",
         "token_id"} for one query, or one such list per row for a batch of vectors.
         Queries as in `vector` (neuron=, group=, word= or vectors=). `skip_special` leaves out bracketed
@@ -363,7 +364,7 @@ class Artifact:
                     for c, i in zip(cs, row) if i >= 0 and int(i) not in skip][:k] for cs, row in zip(cosines, ids)]
         return results if _is_batch(query, kinds) else results[0]
 
-    def neurons_near(self, query=None, *, k: int = 10, **kinds):
+    def neurons_near(self, query=None, *, k: int = DEFAULT_NEAREST, **kinds):
         """Neurons and groups whose optimized inputs lie nearest (cosine) to a query (as in `vector`):
         a list of {"name", "config", "cosine"} (one list per row for a batch of vectors). Diverged rows
         are never returned."""

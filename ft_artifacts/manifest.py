@@ -19,6 +19,7 @@ from typing import Any
 from .errors import ArtifactError
 from .files import atomic_path
 from .safejson import JSONLimitError, loads
+from .settings import BuildConfig
 
 FORMAT_VERSION = 3  # the format this package writes; it reads this one and every older one MIGRATIONS reaches
 # {N: a function turning a parsed format-N build_info.json into format N + 1}. Reading applies them in turn,
@@ -171,10 +172,10 @@ class Runtime:
 @dataclass
 class Manifest:
     """Everything build_info.json records. `files` covers every file of the artifact except
-    build_info.json itself; `settings` is the builder's configuration, recorded as given."""
+    build_info.json itself; `settings` is the builder's configuration (`settings.BuildConfig`)."""
 
     model: ModelInfo
-    settings: dict[str, Any]
+    settings: BuildConfig
     words: list[str]
     nonpositive_max: int  # neurons with a_max <= 0: never selected by relative selection
     configs: dict[str, ConfigEntry]
@@ -220,19 +221,6 @@ class Manifest:
         return hashlib.sha256(self.to_json().encode()).hexdigest()[:12]
 
     @property
-    def optim(self):
-        """The optimizer settings the build recorded (`settings["optim"]`) as `settings.OptimConfig`."""
-        from .settings import OptimConfig
-
-        data = self.settings.get("optim")
-        if not isinstance(data, dict):
-            raise ArtifactError(f"{BUILD_INFO}: settings.optim is missing; rebuild or re-download the artifact")
-        try:
-            return OptimConfig(**data)
-        except TypeError as exc:
-            raise ArtifactError(f"{BUILD_INFO}: settings.optim does not fit this ft-artifacts ({exc})") from None
-
-    @property
     def evaluation(self):
         """`results` as the typed `evaluation.Evaluation`; None for the older layout of results (keys
         `single_neurons` and `word_groups`), which `ft-artifacts report` recomputes from the rows."""
@@ -244,6 +232,7 @@ class Manifest:
     def to_dict(self) -> dict:
         data = asdict(self)
         data["versions"], data["runtime"] = self.versions.to_dict(), self.runtime.to_dict()
+        data["settings"] = self.settings.to_dict()
         data["configs"] = {n: {"rows": c.rows, "files": list(c.files)} for n, c in self.configs.items()}
         data["indexes"] = {n: dict(asdict(i), sources=[list(s) for s in i.sources]) for n, i in self.indexes.items()}
         return data
@@ -340,7 +329,7 @@ class _Reader:
             raise self.fail(f"default_config {default!r} is not a config")
         manifest = Manifest(
             model=model,
-            settings=self.get(data, "settings", dict),
+            settings=self.settings(self.get(data, "settings", dict)),
             words=self.strings(self.get(data, "words", list), "words"),
             nonpositive_max=self.count(data, "nonpositive_max"),
             configs=configs,
@@ -383,6 +372,13 @@ class _Reader:
             fix = f"read it with {by}, or rebuild the artifact"
         raise ArtifactError(f"{self.where}: format {version}, written by {by}; this ft-artifacts "
                             f"{_package_version()} reads {readable}; {fix}")
+
+    def settings(self, data: dict) -> BuildConfig:
+        try:
+            return BuildConfig.from_dict(data, "settings")
+        except ArtifactError as exc:  # a newer writer's key says upgrade; anything else is a damaged file
+            text = str(exc)
+            raise (ArtifactError(f"{self.where}: {text}") if text.endswith("upgrade ft-artifacts") else self.fail(text)) from None
 
     def strings(self, values: list, ctx: str) -> list[str]:
         if not all(isinstance(v, str) for v in values):

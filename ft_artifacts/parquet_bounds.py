@@ -7,7 +7,6 @@ Imports pyarrow only (no datasets, no torch)."""
 
 from __future__ import annotations
 
-from typing import Any
 
 from .errors import ArtifactError
 
@@ -37,16 +36,14 @@ def expected_schema(config: str):
 def leaves_per_row(manifest) -> int:
     """The most values any list column of an honest row holds: a vector (hidden size), a group's
     neurons (the largest k), the nearest tokens, or the activation trace (steps + 1)."""
-    settings: Any = manifest.settings if isinstance(manifest.settings, dict) else {}
+    settings = manifest.settings  # a settings.BuildConfig: typed, but its numbers not yet bounded
 
     def number(value, default: int) -> int:
         return value if isinstance(value, int) and not isinstance(value, bool) and 0 < value < 1 << 31 else default
 
-    ks = settings.get("ks") if isinstance(settings.get("ks"), list) else []
-    optim = settings.get("optim") if isinstance(settings.get("optim"), dict) else {}
     model = manifest.model
-    return max([model.hidden_size, number(settings.get("nearest"), 100), number(optim.get("steps"), 0) + 2,
-                *(number(k, 0) for k in ks)] + [1])
+    return max([model.hidden_size, number(settings.nearest, 100), number(settings.optim.steps, 0) + 2,
+                *(number(k, 0) for k in settings.ks)] + [1])
 
 
 def _refuse(where: str, problem: str) -> ArtifactError:

@@ -326,7 +326,7 @@ def artifact_model_info(artifact) -> tuple[str, int]:
     """(model id, optimization steps) of an artifact: the one place that reads them from its manifest."""
     try:
         manifest = artifact.manifest
-        return str(manifest.model.id), int(manifest.optim.steps)
+        return str(manifest.model.id), int(manifest.settings.optim.steps)
     except (AttributeError, KeyError, TypeError, ValueError) as exc:
         raise ArtifactError(f"the artifact's manifest names no model id or optimization steps ({exc!r})") from exc
 
@@ -334,7 +334,7 @@ def artifact_model_info(artifact) -> tuple[str, int]:
 def build_record(manifest) -> dict:
     """How an artifact was built, from its manifest: the build settings, the package versions, and the
     run (processes, wall time, optimization time over all sittings, peak memory, machine) as recorded."""
-    return to_json({"settings": manifest.settings, "versions": manifest.versions.to_dict(),
+    return to_json({"settings": manifest.settings.to_dict(), "versions": manifest.versions.to_dict(),
                     "runtime": manifest.runtime.to_dict()})
 
 

@@ -122,10 +122,6 @@ class RowTarget:
     target_token_id: int | None = None
     target_activation: float | None = None
 
-    @property
-    def config(self) -> str:
-        return "neurons" if self.word is None else "word_groups"
-
     def to_dict(self) -> dict:
         """JSON form (neurons as [layer, index] pairs), for saving a build plan."""
         data = {k: v for k, v in self.__dict__.items() if k != "objective"}

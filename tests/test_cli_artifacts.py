@@ -187,9 +187,9 @@ def test_cli_build_demo_preset_end_to_end(tiny_bert, tmp_path) -> None:
     assert result.stdout.splitlines()[-1] == f"built {out}"
     art = ft_artifacts.load(out)  # checksums verified
     build = art.manifest.settings
-    assert build["model"] == str(tiny_bert) and build["optim"]["steps"] == 5
-    assert build["ks"] == [10, 100, 250, 450] and build["selections"] == ["absolute", "relative"]
-    assert len(art.word_groups) == (build["random_words"] + build["curated_words"]) * 2 * 4
+    assert build.model == str(tiny_bert) and build.optim.steps == 5
+    assert build.ks == (10, 100, 250, 450) and build.selections == ("absolute", "relative")
+    assert len(art.word_groups) == (build.random_words + build.curated_words) * 2 * 4
     assert set(art.neurons["steps"]) == {5}
     assert not (out / ".partial").exists()
     hits = json.loads(ok("query", out, "--group", "people", "--selection", "relative", "--group-size", "450", "--json"))

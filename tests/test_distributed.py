@@ -115,7 +115,7 @@ def test_neurons_all_builds_an_atlas(tiny_bert, tmp_path: Path) -> None:
     finish(cli_build(tiny_bert, tmp_path / "five", tmp_path, extra=("--neurons", "5", "--steps", "2",
                                                                      "--chunk-rows", "7")))
     five = ft_artifacts.load(tmp_path / "five")
-    assert len(five.neurons) == 5 * LAYERS and five.manifest.settings["chunk_rows"] == 7
+    assert len(five.neurons) == 5 * LAYERS and five.manifest.settings.chunk_rows == 7
     bad = cli_build(tiny_bert, tmp_path / "bad", tmp_path, extra=("--neurons", "lots"))
     _, err = bad.communicate(timeout=120)
     assert bad.returncode == 1 and "--neurons 'lots'" in err and not (tmp_path / "bad").exists()

@@ -111,7 +111,7 @@ def test_an_unsupported_model_type_names_the_supported_families():
 
 def test_the_length_limit_counts_the_familys_frame(folders):
     from ft_artifacts.errors import ObjectiveError
-    from ft_artifacts.session import check_length
+    from ft_artifacts.commands import check_length
 
     roberta, gpt2 = load_model(str(folders["roberta"])), load_model(str(folders["gpt2"]))
     assert roberta.max_length == 20 - 2 - 2  # positions start at padding_idx + 1 = 2; <s> and </s>

@@ -217,7 +217,7 @@ def test_textualize_uses_the_cache_in_hf_home(tiny_folder, tmp_path, monkeypatch
 def test_row_warnings(tiny):
     from ft_artifacts.optimize import OptimConfig
     from ft_artifacts.scan import scan_vocabulary
-    from ft_artifacts.session import row_warnings
+    from ft_artifacts.commands import row_warnings
     from ft_artifacts.textualize import group_objective, neuron_objectives, textualize
 
     scan = scan_vocabulary(tiny)
@@ -244,7 +244,7 @@ def test_row_warnings(tiny):
 def test_keep_best_returns_the_best_traced_steps_input(tiny):
     from ft_artifacts.optimize import OptimConfig
     from ft_artifacts.scan import scan_vocabulary
-    from ft_artifacts.session import keep_best
+    from ft_artifacts.commands import keep_best
     from ft_artifacts.textualize import neuron_objectives, textualize
 
     scan = scan_vocabulary(tiny)

@@ -10,10 +10,10 @@ REPO = Path(__file__).resolve().parents[1]
 PACKAGES = {"ft_artifacts": REPO / "ft_artifacts", "ft_artifacts.builders": REPO / "builders"}
 
 # Reading an artifact: no torch, no transformers, no model, no writer.
-READERS = {"errors", "files", "settings", "naming", "progress", "manifest", "rows", "schema", "index", "evaluation", "records",
+READERS = {"errors", "files", "settings", "sources", "naming", "progress", "manifest", "rows", "schema", "index", "evaluation", "records",
            "card", "publish", "loader", "report", "report_markdown", "report_paper", "figures", "words",
            "hub", "terminal", "parquet_bounds", "safejson", "explore"}
-TOP = {"session", "cli"}  # the only core modules that may reach the builders
+TOP = {"commands", "session", "cli"}  # the only core modules that may reach the builders (session: commands' old name)
 
 
 def modules() -> dict[str, Path]:

@@ -242,7 +242,7 @@ def test_one_exact_preconditioner_whatever_the_mode(tiny):
 
     e64 = tiny.embedding_matrix.detach().double()
     exact = (e64.T @ e64).float()
-    tiny.extra.pop("preconditioner", None)
+    tiny.cache.pop("preconditioner", None)
     with tf32_flags(True, "cuda"), torch.autocast("cpu", dtype=torch.bfloat16):
         first = preconditioner(tiny)
     assert first.dtype == torch.float32 and torch.equal(first, exact)

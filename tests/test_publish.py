@@ -64,12 +64,14 @@ def artifact(tiny_artifact: Path, tmp_path: Path) -> Path:
     return root
 
 
-def rewrite_manifest(root: Path, note: str) -> None:
+def rewrite_manifest(root: Path) -> None:
     """A new valid build_info.json (a changed setting), so the next push is a different commit."""
+    from dataclasses import replace
+
     from ft_artifacts.manifest import read_manifest, write_manifest
 
     manifest = read_manifest(root)
-    manifest.settings = dict(manifest.settings, note=note)
+    manifest.settings = replace(manifest.settings, scan_batch=manifest.settings.scan_batch + 1)
     write_manifest(root, manifest)
 
 
@@ -155,7 +157,7 @@ def test_push_folder_uploads_planned_files_in_one_tagged_commit(client: HubClien
 
 def test_push_folder_to_branch_creates_branch_and_leaves_main(client: HubClient, artifact: Path) -> None:
     main_oid = client.push(artifact)["commit_oid"]
-    rewrite_manifest(artifact, "second build")
+    rewrite_manifest(artifact)
     result = client.push(artifact, revision="v1-branch")
 
     repo = client.hub.repos[REPO_ID]
@@ -167,7 +169,7 @@ def test_push_folder_to_branch_creates_branch_and_leaves_main(client: HubClient,
 
 def test_push_again_with_existing_tag_warns_instead_of_failing(client: HubClient, artifact: Path) -> None:
     first = client.push(artifact, tag="v1")
-    rewrite_manifest(artifact, "second build")
+    rewrite_manifest(artifact)
     second = client.push(artifact, tag="v1")
     repo = client.hub.repos[REPO_ID]
     assert second["commit_oid"] != first["commit_oid"]
@@ -188,7 +190,7 @@ def test_push_leaves_the_branch_holding_exactly_the_artifact(client: HubClient, 
     stale = ["data/neurons/train-00000-of-00002.parquet", "figures/old.png", "index/old.faiss", "notes.txt"]
     older_build_files(repo, [".gitattributes", *stale])
     before = repo.head("main")
-    rewrite_manifest(artifact, "second build")
+    rewrite_manifest(artifact)
     result = client.push(artifact)
 
     head = repo.head("main")
@@ -207,7 +209,7 @@ def test_push_leaves_the_branch_holding_exactly_the_artifact(client: HubClient, 
 def test_a_push_racing_another_commit_fails_and_mixes_nothing(client: HubClient, artifact: Path) -> None:
     client.push(artifact)
     repo = client.hub.repos[REPO_ID]
-    rewrite_manifest(artifact, "second build")
+    rewrite_manifest(artifact)
 
     def concurrent(target: hubserver.Repo, branch: str) -> None:
         client.hub.before_commit = None
