@@ -25,10 +25,15 @@ class BuildConfig:
     nearest: int = DEFAULT_NEAREST  # nearest tokens stored per optimized row
     chunk_rows: int = 256  # rows optimized per batch; each finished chunk is saved (resume unit)
     scan_batch: int = 1024  # vocabulary items per forward in the scan
+    directions: tuple[dict, ...] = ()  # config `directions`: files of rows in a layer's neuron space (ft_artifacts.directions)
 
     def to_dict(self) -> dict:
         data = asdict(self)
         data["selections"], data["ks"] = list(self.selections), list(self.ks)
+        if self.directions:  # absent when none: settings (and build ids) without directions stay as they were
+            data["directions"] = [dict(d) for d in self.directions]
+        else:
+            del data["directions"]
         return data
 
     @classmethod
@@ -36,6 +41,7 @@ class BuildConfig:
         data = dict(data)
         data["optim"] = OptimConfig(**data.get("optim", {}))
         data["selections"], data["ks"] = tuple(data["selections"]), tuple(data["ks"])
+        data["directions"] = tuple(dict(d) for d in data.get("directions", ()))
         return cls(**data)
 
 
