@@ -25,7 +25,7 @@ class BuildConfig:
     nearest: int = DEFAULT_NEAREST  # nearest tokens stored per optimized row
     chunk_rows: int = 256  # rows optimized per batch; each finished chunk is saved (resume unit)
     scan_batch: int = 1024  # vocabulary items per forward in the scan
-    directions: tuple[dict, ...] = ()  # config `directions`: files of rows in a layer's neuron space (ft_artifacts.directions)
+    directions: tuple[dict, ...] = ()  # config `directions`: files of a layer's directions (ft_artifacts.directions)
 
     def to_dict(self) -> dict:
         data = asdict(self)

@@ -461,7 +461,8 @@ def publish_options(func):
 def build(preset_name, out, model, steps, chunk_rows, neurons, device, precision, push, repo_id, private, revision, dry_run,
           space, directions_files, directions_layers, as_json):
     """Build the artifact folder of a preset: neurons, word_groups, vocabulary and neuron_stats
-    datasets, FAISS indexes, dataset card and build_info.json. A killed build resumes where it stopped.
+    datasets (and directions, with --directions), FAISS indexes, dataset card and build_info.json.
+    A killed build resumes where it stopped.
     Under torchrun, the processes share the work by chunks and rank 0 packs the same artifact."""
     from .builders.distributed import leave, world_from_env
     from .session import build_request
@@ -577,7 +578,8 @@ def query(artifacts, neuron, group_word, selection, group_size, word, direction,
     artifact folder or Hub repo id (exact cosine search in the analysis space)."""
     from .naming import Group
 
-    chosen = {k: v for k, v in (("neuron", neuron), ("group", group_word), ("word", word), ("direction", direction)) if v}
+    chosen = {k: v for k, v in (("neuron", neuron), ("group", group_word), ("word", word), ("direction", direction))
+              if v}
     if len(chosen) != 1:
         raise FTError("give exactly one of --neuron, --group, --word or --direction")
     if group_word:
