@@ -92,6 +92,7 @@ def test_build_load_query_info_report_round_trip(built: Path, files, tiny_lm, tm
         assert [h["token"] for h in hits] == [n["token"] for n in record["nearest"][:5]]
 
     # its own index: row i is directions row i, unit length
+    assert art.index("directions") is art.directions_index
     index_vectors = art.directions_index.reconstruct_n(0, 5)
     vectors = np.asarray(columns["vector"], dtype=np.float32)
     assert np.allclose(index_vectors, vectors / np.linalg.norm(vectors, axis=1, keepdims=True), atol=1e-6)
@@ -149,13 +150,13 @@ def test_unknown_and_absent_directions_are_one_line_errors(built: Path, tiny_art
 
 
 def test_an_artifact_without_directions_is_unchanged(tiny_artifact: Path, tiny_config) -> None:
-    from ft_artifacts.manifest import CONFIGS, artifact_paths, read_manifest
+    from ft_artifacts.manifest import CONFIGS, OPTIMIZED_CONFIGS, artifact_paths, read_manifest
 
     manifest = read_manifest(tiny_artifact)
     written = sorted(p.relative_to(tiny_artifact).as_posix() for p in tiny_artifact.rglob("*") if p.is_file())
     assert written == sorted(artifact_paths())
     assert not any("directions" in p for p in written)
-    assert tuple(manifest.configs) == CONFIGS and set(manifest.indexes) == {"vocab", "optimized"}
+    assert tuple(manifest.configs) == CONFIGS and set(manifest.indexes) == {"vocab", *OPTIMIZED_CONFIGS}
     assert "directions" not in manifest.settings and "directions" not in tiny_config.to_dict()
     card = (tiny_artifact / "README.md").read_text()
     assert "directions" not in card.lower()
@@ -271,3 +272,24 @@ def test_torchrun_builds_the_same_directions_artifact(built: Path, files, tiny_b
     assert_same_artifact(tmp_path / "art", built)
     assert json.loads((tmp_path / "art/build_info.json").read_text())["runtime"]["processes"] == 2
     shutil.rmtree(tmp_path / "art")
+
+
+def test_verify_checks_the_directions_files_like_every_other(built: Path, tmp_path: Path) -> None:
+    import ft_artifacts
+    from ft_artifacts.errors import ArtifactError, ChecksumError
+
+    art = shutil.copytree(built, tmp_path / "art")
+    want = ft_artifacts.load(art).directions_index.reconstruct_n(0, 5)
+    (art / "index/directions.faiss").unlink()
+    loaded = ft_artifacts.load(art)
+    assert loaded.verify()["index/directions.faiss"] == "missing (rebuilt on use)"
+    assert np.array_equal(loaded.directions_index.reconstruct_n(0, 5), want)  # rebuilt from the rows
+    data = art / "data/directions/train-00000-of-00001.parquet"
+    raw = bytearray(data.read_bytes())
+    raw[len(raw) // 2] ^= 1
+    data.write_bytes(bytes(raw))
+    with pytest.raises(ChecksumError, match="data/directions/train-00000-of-00001.parquet does not match the sha256"):
+        ft_artifacts.load(art, full_verify=True)
+    (art / "data/directions/extra.parquet").write_bytes(b"")
+    with pytest.raises(ArtifactError, match="does not list: data/directions/extra.parquet"):
+        ft_artifacts.load(art)
