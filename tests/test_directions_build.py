@@ -265,6 +265,7 @@ def test_a_file_that_does_not_fit_the_model_is_refused_before_any_work(file, lay
     assert len(result.output.strip().splitlines()) == 1 and not out.exists()
 
 
+@pytest.mark.slow  # 17-24 s here; the default run keeps test_distributed.py's torchrun build of the same chunk sharing
 def test_torchrun_builds_the_same_directions_artifact(built: Path, files, tiny_bert, tmp_path: Path) -> None:
     from test_distributed import cli_build, finish
 
