@@ -250,6 +250,10 @@ def validate(config: BuildConfig, lm: LoadedModel) -> None:
         raise ArtifactError("chunk_rows, scan_batch and nearest must be positive")
     check_length(config.optim.length, lm.max_length, lm.model_id, option="length", error=ArtifactError,
                  decoder=lm.family.decoder)
+    if config.directions:
+        from ft_artifacts.directions import check_sources
+
+        check_sources(config.directions, lm.num_layers, lm.hidden_size)
 
 
 def model_info(lm: LoadedModel) -> ModelInfo:
@@ -266,6 +270,8 @@ def settings_table(config: BuildConfig, lm: LoadedModel) -> dict[str, str]:
         "target words": f"{config.random_words} random (seed {config.word_seed}) + {config.curated_words} curated",
         "group configs": f"{', '.join(config.selections)} × k ∈ {{{', '.join(map(str, config.ks))}}}",
         **{f"optimizer: {k}": str(v) for k, v in config.optim.__dict__.items()},
+        **({"directions": "; ".join(f"{Path(d['file']).name}: {d['rows']} rows in layer {d['layer']} (sha256 "
+                                    f"{d['sha256'][:12]}...)" for d in config.directions)} if config.directions else {}),
     }
 
 
@@ -277,7 +283,7 @@ def check_out(out: Path) -> None:
     if not out.is_dir():
         return
     check_work(out)
-    ours = set(artifact_paths())
+    ours = set(artifact_paths(directions=True))
     foreign = sorted(p.relative_to(out).as_posix() for p in out.rglob("*")
                      if not p.is_dir() and p.relative_to(out).parts[0] != WORK and p.relative_to(out).as_posix() not in ours)
     if foreign:
@@ -326,10 +332,20 @@ def _finished(out: Path, config: BuildConfig, lm: LoadedModel) -> bool:
         return False
     manifest = read_manifest(out)
     if {"build": manifest.settings.to_dict(), "model_revision": manifest.model.revision} != _identity(config, lm):
+        _refuse_changed_directions(manifest.settings.to_dict(), config)
         raise ArtifactError(
             f"{out} holds a finished artifact with other settings; pass another --out, or delete the folder to rebuild"
         )
     return True
+
+
+def _refuse_changed_directions(recorded: dict, config: BuildConfig) -> None:
+    """One line naming a directions file whose content changed since the recorded build (else nothing)."""
+    from ft_artifacts.directions import changed_source
+
+    message = changed_source(recorded.get("directions", ()), config.to_dict().get("directions", ()))
+    if message:
+        raise ArtifactError(message)
 
 
 def _claim(out: Path, config: BuildConfig, lm: LoadedModel) -> Path:
@@ -345,11 +361,15 @@ def _claim(out: Path, config: BuildConfig, lm: LoadedModel) -> Path:
         except ValueError:
             same = False
         if not same:
+            try:
+                _refuse_changed_directions(json.loads(marker.read_text())["build"], config)
+            except (ValueError, KeyError, TypeError):
+                pass
             raise ArtifactError(
                 f"{out} holds an unfinished build with other settings; pass another --out, or delete the folder to start over"
             )
     else:
-        present = [p for p in artifact_paths() if (out / p).exists()]
+        present = [p for p in artifact_paths(directions=True) if (out / p).exists()]
         if present:
             raise ArtifactError(f"--out {out} holds artifact files ({', '.join(present[:3])}) but no build of its own; "
                                 "pass an empty or new folder")
@@ -441,7 +461,13 @@ def _write_chunk(lm, plan: Plan, config: BuildConfig, name: str, targets, path: 
                           callback=callback)
     except torch.OutOfMemoryError:
         raise _out_of_memory(lm, path, len(targets), config.chunk_rows) from None
-    rows = make_rows(lm.tokens, torch.from_numpy(plan.analysis), result, targets, config.nearest)
+    if name == "directions":
+        from ft_artifacts.directions import direction_rows
+
+        rows = direction_rows(lm.tokens, torch.from_numpy(plan.analysis), result, targets, config.nearest,
+                              config.directions)
+    else:
+        rows = make_rows(lm.tokens, torch.from_numpy(plan.analysis), result, targets, config.nearest)
     table = datasets.Dataset.from_list([to_record(r) for r in rows], features=features(name))
     path.with_suffix(".json").unlink(missing_ok=True)  # no record vouches for a chunk being rewritten
     with atomic_path(path, tmp_dir=tmp_dir) as tmp:

@@ -65,6 +65,10 @@ def make_plan(lm: LoadedModel, config: BuildConfig, work: Path, callback=None, t
     groups = [group(scan.top_neurons(wid, k, s), group_key(w, s, k)) for w, wid, s, k in keys]
     rows = {"neurons": targets_for(scan, [neuron(n) for n in sampled]),
             "word_groups": targets_for(scan, groups, keys, device=lm.device)}
+    if config.directions:  # the optional config: absent from the plan (and the artifact) when none are given
+        from ft_artifacts.directions import source_targets
+
+        rows["directions"] = source_targets(scan, config.directions, device=lm.device)
     plan = Plan(scan.a_max, scan.argmax, scan.analysis, scan.nonpositive_max, [str(n) for n in sampled], words, rows,
                 scan.top_ids, scan.top_acts)
     _save(plan, arrays, spec_path, tmp_dir, owner)

@@ -451,12 +451,18 @@ def publish_options(func):
 @click.option("--push", is_flag=True, help="Publish the finished artifact (needs --repo-id).")
 @publish_options
 @click.option("--space", metavar="ORG/NAME", help="With --push: also publish its explorer to this static Space.")
+@click.option("--directions", "directions_files", multiple=True, type=click.Path(dir_okay=False), metavar="FILE",
+              help="Also optimize every row of this .npy or .safetensors file as a direction in the neuron space of "
+                   "--directions-layer: the optional config `directions`. Repeatable.")
+@click.option("--directions-layer", "directions_layers", multiple=True, type=int, metavar="L",
+              help="The layer (1..L) of the --directions rows: one for every file, or one per file in order.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object ({\"built\": folder, ...}).")
 @_fail_cleanly
 def build(preset_name, out, model, steps, chunk_rows, neurons, device, precision, push, repo_id, private, revision, dry_run,
-          space, as_json):
+          space, directions_files, directions_layers, as_json):
     """Build the artifact folder of a preset: neurons, word_groups, vocabulary and neuron_stats
-    datasets, FAISS indexes, dataset card and build_info.json. A killed build resumes where it stopped.
+    datasets (and directions, with --directions), FAISS indexes, dataset card and build_info.json.
+    A killed build resumes where it stopped.
     Under torchrun, the processes share the work by chunks and rank 0 packs the same artifact."""
     from .builders.distributed import leave, world_from_env
     from .commands import build_request
@@ -470,6 +476,11 @@ def build(preset_name, out, model, steps, chunk_rows, neurons, device, precision
 
         check_space_id(space)
     _check_out("--out", out)
+    from .directions import direction_sources
+
+    if directions_files and not directions_layers:
+        raise FTError("--directions needs --directions-layer L: the layer whose neuron space its rows live in")
+    sources = direction_sources(directions_files, directions_layers)  # each file read and checked before the model loads
     world, device = world_from_env(_device(device))
     _quiet_transformers()
     bars = _Bars(enabled=world.main)
@@ -477,7 +488,8 @@ def build(preset_name, out, model, steps, chunk_rows, neurons, device, precision
         path = build_request(preset_name, out, model=model, steps=steps, chunk_rows=chunk_rows, neurons=neurons,
                              device=device,
                              precision=_precision(precision), progress=bars,
-                             repo_id=repo_id if push else None, world=world, space_id=space if push else None)
+                             repo_id=repo_id if push else None, world=world, space_id=space if push else None,
+                             directions=sources)
     finally:
         bars.close()
         leave(world)
@@ -549,6 +561,7 @@ def _publish(folder, repo_id, private, revision, dry_run):
 @click.option("--group", "group_word", help="A target word whose neuron group to query (with --selection, --group-size).")
 @group_options
 @click.option("--word", help="A single vocabulary token.")
+@click.option("--direction", help="A direction of the artifact's optional directions config, e.g. 'L3.probe[0]'.")
 @click.option("-n", "--top", type=click.IntRange(min=1), default=DEFAULT_NEAREST, show_default=True,
               help="How many nearest tokens.")
 @click.option("--revision", help="Hub revision (branch, tag or commit) when ARTIFACTS is a repo id.")
@@ -559,15 +572,16 @@ def _publish(folder, repo_id, private, revision, dry_run):
                    "the artifact's stored nearest columns and the paper's method have them.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list of {token, cosine}.")
 @_fail_cleanly
-def query(artifacts, neuron, group_word, selection, group_size, word, top, revision, full_verify, token, cache_dir,
-          force_download, skip_special, as_json):
+def query(artifacts, neuron, group_word, selection, group_size, word, direction, top, revision, full_verify, token,
+          cache_dir, force_download, skip_special, as_json):
     """Nearest vocabulary tokens to a neuron's or group's optimized input, or to a word, from an
     artifact folder or Hub repo id (exact cosine search in the analysis space)."""
     from .naming import Group
 
-    chosen = {k: v for k, v in (("neuron", neuron), ("group", group_word), ("word", word)) if v}
+    chosen = {k: v for k, v in (("neuron", neuron), ("group", group_word), ("word", word), ("direction", direction))
+              if v}
     if len(chosen) != 1:
-        raise FTError("give exactly one of --neuron, --group or --word")
+        raise FTError("give exactly one of --neuron, --group, --word or --direction")
     if group_word:
         chosen["group"] = Group(group_word, selection, group_size)
     (kind, value), = chosen.items()
@@ -598,10 +612,16 @@ def query(artifacts, neuron, group_word, selection, group_size, word, top, revis
               help="List the sampled neurons (what `query --neuron` takes), one line per layer.")
 @click.option("--words", "list_words", is_flag=True,
               help="List the group words and their selections and k (what `query --group` takes).")
+@click.option("--directions", "list_directions", is_flag=True,
+              help="List the directions of the optional directions config (what `query --direction` takes).")
 @_fail_cleanly
-def info(artifacts, revision, full_verify, as_json, token, cache_dir, force_download, list_neurons, list_words):
+def info(artifacts, revision, full_verify, as_json, token, cache_dir, force_download, list_neurons, list_words,
+         list_directions):
     """What an artifact holds: model, subsets and row counts, build settings, results, checksum status."""
     art = _load_artifact(artifacts, revision, token, cache_dir, force_download, verify=False)
+    if list_directions:
+        _list_directions(art, as_json)
+        return
     if list_neurons or list_words:
         _list_contents(art, list_neurons, list_words, as_json)
         return
@@ -625,6 +645,20 @@ def info(artifacts, revision, full_verify, as_json, token, cache_dir, force_down
         click.echo("results: stored in an older layout; `ft-artifacts report` recomputes the evaluation from the rows")
     bad = {k: v for k, v in status.items() if v != "ok"}
     click.echo(f"checksums: {len(status) - len(bad)}/{len(status)} ok" + "".join(f"\n  {_safe(k)}: {_safe(v)}" for k, v in bad.items()))
+
+
+def _list_directions(art, as_json: bool) -> None:
+    """`info --directions`: every direction with its file, layer and row (what `query --direction` takes)."""
+    from .loader import direction_contents
+
+    listed = direction_contents(art)
+    if as_json:
+        click.echo(_json_line({"directions": listed}, indent=2))
+        return
+    click.echo(f"{len(listed)} directions:")
+    for d in listed:
+        click.echo(_safe(f"  {d['direction']:<24} {d['file']} row {d['row']}, layer {d['layer']}"
+                         + (" (diverged)" if d["diverged"] else "")))
 
 
 def _list_contents(art, list_neurons: bool, list_words: bool, as_json: bool) -> None:

@@ -147,13 +147,17 @@ def build_request(
     repo_id: str | None = None,
     world=None,
     space_id: str | None = None,
+    directions: tuple = (),
 ):
     """Build (or resume) the artifact of a preset, with optional model/steps/neuron-sample overrides.
-    `world` is this process's place in a torchrun job (builders.distributed)."""
+    `world` is this process's place in a torchrun job (builders.distributed). `directions`: the settings
+    entries of ft_artifacts.directions.direction_sources (the optional config `directions`)."""
     from .builders.build import build
     from .builders.presets import parse_neurons, preset
 
     sample = parse_neurons(neurons) if neurons is not None else {}
+    if directions:
+        sample["directions"] = tuple(directions)
     return build(preset(preset_name, model=model, steps=steps, chunk_rows=chunk_rows, **sample), out, device=device,
                  precision=precision, progress=progress, repo_id=repo_id, world=world, space_id=space_id)
 

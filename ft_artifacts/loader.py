@@ -6,6 +6,8 @@
     art.nearest_words(neuron="L12.N225", k=10)                      # [{"token", "cosine", "token_id"}, ...]
     art.nearest_words(group=("crowd", "relative", 250))
     art.neurons_near(word="crowd", k=5)                             # [{"name", "config", "cosine"}, ...]
+    art.directions                                                  # the optional config, or None when absent
+    art.nearest_words(direction="L3.probe[0]")
 
 Reading needs neither torch nor transformers. Only the files build_info.json lists are read, each
 checked against its size and sha256 first (unchanged files are not hashed again; `full_verify`
@@ -23,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from .errors import ArtifactError, ChecksumError
-from .manifest import (CONFIGS, OPTIMIZED_CONFIGS, VOCAB_INDEX, Manifest, check_files,
+from .manifest import (CONFIGS, OPTIMIZED_CONFIGS, OPTIONAL_CONFIGS, VOCAB_INDEX, Manifest, check_files,
                        read_manifest)
 from .naming import Group, Neuron, parse_group, parse_neuron
 from .settings import DEFAULT_NEAREST
@@ -117,8 +119,10 @@ class Artifact:
 
     # --- subsets ---------------------------------------------------------------------------------
     def _files(self, name: str) -> list[Path]:
-        if name not in CONFIGS:
-            raise ArtifactError(f"unknown config {name!r}; this artifact has {', '.join(CONFIGS)}")
+        if name in OPTIONAL_CONFIGS and name not in self.manifest.configs:
+            raise ArtifactError(_NO_DIRECTIONS)
+        if name not in self.manifest.configs:
+            raise ArtifactError(f"unknown config {name!r}; this artifact has {', '.join(self.manifest.configs)}")
         files = [self.path / f for f in self.manifest.configs[name].files]
         if not all(f.is_file() for f in files):
             raise ArtifactError(f"config {name!r} is missing from {self.path}; re-download or rebuild the artifact")
@@ -144,6 +148,12 @@ class Artifact:
     word_groups = property(lambda self: self.subset("word_groups"))
     vocabulary = property(lambda self: self.subset("vocabulary"))
     neuron_stats = property(lambda self: self.subset("neuron_stats"))
+
+    @property
+    def directions(self):
+        """The optional `directions` config as a `datasets.Dataset`; None when the artifact was built without
+        directions (`subset("directions")` and `nearest_words(direction=...)` then say so in one line)."""
+        return self.subset("directions") if "directions" in self.manifest.configs else None
 
     def _read_column(self, name: str, column: str):
         """One column of a config as a pyarrow array, read with pyarrow alone (no datasets import),
@@ -201,7 +211,9 @@ class Artifact:
     def index(self, config: str):
         """The FAISS index holding `config`'s rows (`vocabulary`, or an optimized config): an exact cosine
         IndexFlatIP, row i = the config's row i (in a format-2 artifact, neurons then word_groups share one)."""
-        if config not in CONFIGS or config == "neuron_stats":
+        if config == "directions" and "directions" not in self.manifest.configs:
+            raise ArtifactError(_NO_DIRECTIONS)
+        if config != "directions" and (config not in CONFIGS or config == "neuron_stats"):
             raise ArtifactError(f"no index for {config!r}; indexes hold {', '.join(('vocabulary',) + OPTIMIZED_CONFIGS)}")
         name, _ = self.manifest.index_of(config)
         if name not in self._indexes:
@@ -223,11 +235,26 @@ class Artifact:
         parts = []
         for config, _ in entry.sources:
             vectors = self._vectors(config)
-            if config in OPTIMIZED_CONFIGS:
+            if config != "vocabulary":
                 vectors = vectors.copy()  # the cache stays as read
-                vectors[self._diverged[config]] = 0.0  # no direction: never near anything
+                diverged = self._direction_diverged if config == "directions" else self._diverged[config]
+                vectors[diverged] = 0.0  # no direction: never near anything
             parts.append(vectors)
         return build_index(np.concatenate(parts))
+
+    @property
+    def directions_index(self):
+        """The `directions` config's own exact cosine index (index/directions.faiss, row i: directions row i;
+        diverged rows are zero), as `index("directions")`."""
+        return self.index("directions")
+
+    @cached_property
+    def _direction_names(self) -> dict[str, int]:
+        return {label: i for i, label in enumerate(self._column("directions", "direction"))}
+
+    @cached_property
+    def _direction_diverged(self) -> np.ndarray:
+        return np.array([bool(v) for v in self._column("directions", "diverged")], dtype=bool)
 
     @cached_property
     def _tokens(self) -> list[str]:
@@ -255,11 +282,13 @@ class Artifact:
         return _PerConfig(lambda c: {n: i for i, n in enumerate(self._tokens if c == "vocabulary" else self._names[c])})
 
     # --- queries ---------------------------------------------------------------------------------
-    def vector(self, query=None, *, neuron=None, group=None, word=None, vectors=None) -> np.ndarray:
+    def vector(self, query=None, *, neuron=None, group=None, word=None, vectors=None, direction=None) -> np.ndarray:
         """The analysis-space vector(s) [n, h] of exactly one of: `neuron` (`L12.N225` or a `Neuron`),
         `group` ((word, selection, k), a `Group` or `word/selection/k`), `word` (a vocabulary token),
-        or `vectors` ([h] or [n, h]). A positional `query` may be a `Neuron`, a `Group` or vectors."""
-        given = {k: v for k, v in dict(neuron=neuron, group=group, word=word, vectors=vectors).items() if v is not None}
+        `direction` (a label of the optional `directions` config, `L3.probe[0]`) or `vectors` ([h] or [n, h]).
+        A positional `query` may be a `Neuron`, a `Group` or vectors."""
+        given = {k: v for k, v in dict(neuron=neuron, group=group, word=word, vectors=vectors,
+                                       direction=direction).items() if v is not None}
         if query is not None:
             if isinstance(query, str):
                 raise ArtifactError(f"{query!r}: a string is ambiguous; pass neuron='L12.N225', "
@@ -267,15 +296,17 @@ class Artifact:
             kind = "neuron" if isinstance(query, Neuron) else "group" if isinstance(query, Group) else "vectors"
             given[kind] = query
         if len(given) != 1:
-            raise ArtifactError("give exactly one query: neuron=, group=, word= or vectors=")
+            raise ArtifactError("give exactly one query: neuron=, group=, word=, direction= or vectors=")
         (kind, value), = given.items()
         if kind == "vectors":
             return self._raw_vectors(value)
+        if kind == "direction":
+            return self._vectors("directions", [self._direction_row(value)])
         config, row = self._row(kind, value)
         return self._vectors(config, [row])
 
     def _query_directions(self, query, kinds: dict) -> np.ndarray:
-        """What a cosine query needs of `vector(query, **kinds)`: for a neuron, group or word, its row of the
+        """What a cosine query needs of `vector(query, **kinds)`: for a neuron, group, word or direction, its row of the
         config's index (the same float32 vector, L2-normalized by the same code), so a word query reads no
         vocabulary vectors and a neuron query no vector column; given vectors as they are."""
         if isinstance(query, (Neuron, Group)) and not kinds:
@@ -284,7 +315,7 @@ class Artifact:
             (kind, value), = kinds.items() if query is None and len(kinds) == 1 else (("vectors", None),)
         if kind == "vectors":
             return self.vector(query, **kinds)
-        config, row = self._row(kind, value)
+        config, row = ("directions", self._direction_row(value)) if kind == "direction" else self._row(kind, value)
         name, offset = self.manifest.index_of(config)
         return self.index(config).reconstruct(offset + row)[None]
 
@@ -323,6 +354,26 @@ class Artifact:
             if self._diverged[config][row]:
                 raise ArtifactError(f"{key}: its optimization diverged (non-finite values); it has no nearest words")
         return config, row
+
+    def _direction_row(self, label) -> int:
+        """The row of a direction label; one line naming what the artifact holds otherwise."""
+        if "directions" not in self.manifest.configs:
+            raise ArtifactError(_NO_DIRECTIONS)
+        if not isinstance(label, str):
+            raise ArtifactError(f"direction= takes a label like 'L3.probe[0]' (got {label!r})")
+        names = self._direction_names
+        row = names.get(label)
+        if row is None:
+            import difflib
+
+            close = difflib.get_close_matches(label, list(names), n=1)
+            shown = ", ".join(list(names)[:6]) + (", ..." if len(names) > 6 else "")
+            raise ArtifactError(f"{label!r} is not one of this artifact's {len(names)} directions"
+                                + (f"; did you mean `{close[0]}`?" if close else "") + f" (they are: {shown}); "
+                                "`ft-artifacts info ARTIFACT --directions` lists them all")
+        if self._direction_diverged[row]:
+            raise ArtifactError(f"{label}: its optimization diverged (non-finite values); it has no nearest words")
+        return row
 
     def _missing(self, config: str, key: str) -> str:
         """The one-line error for a neuron, group or word this artifact does not hold, saying what it holds."""
@@ -451,7 +502,18 @@ def artifact_contents(artifact: "Artifact") -> dict:
             "groups": {s: sorted(ks) for s, ks in sorted(groups.items())}}
 
 
-_KINDS = ("neuron", "group", "word", "vectors")
+def direction_contents(artifact: "Artifact") -> list[dict]:
+    """The optional directions config's rows as {"direction", "file", "layer", "row", "diverged"} (an
+    `ArtifactError` when the artifact has none)."""
+    if "directions" not in artifact.manifest.configs:
+        raise ArtifactError(_NO_DIRECTIONS)
+    columns = {c: artifact._column("directions", c) for c in ("direction", "file", "layer", "row", "diverged")}
+    return [dict(zip(columns, values)) for values in zip(*columns.values())]
+
+
+_KINDS = ("neuron", "group", "word", "vectors", "direction")
+_NO_DIRECTIONS = ("this artifact has no directions config; build one with `ft-artifacts build ... --directions FILE "
+                  "--directions-layer L`")
 
 
 def _check_kinds(method: str, kinds: dict) -> None:
@@ -459,7 +521,7 @@ def _check_kinds(method: str, kinds: dict) -> None:
     for key in kinds:
         if key not in _KINDS:
             raise TypeError(f"Artifact.{method}() got an unexpected keyword argument {key!r}; it takes one of "
-                            "neuron=, group=, word= or vectors=, and k=")
+                            "neuron=, group=, word=, direction= or vectors=, and k=")
 
 
 def _check_k(k) -> int:

@@ -44,6 +44,10 @@ DEFAULT_CONFIG = "neurons"
 OPTIMIZED_CONFIGS = ("neurons", "word_groups")  # rows with an optimized input; each has its own index
 VOCAB_INDEX = "vocab"
 LEGACY_OPTIMIZED_INDEX = "optimized"  # format 2: one index over the neurons rows, then the word_groups rows
+# Optional configs: present only when a build asked for them, each with its own index named after it.
+# `directions`: rows of a directions file (--directions FILE --directions-layer L) in a layer's neuron space.
+OPTIONAL_CONFIGS = ("directions",)
+DIRECTIONS_INDEX = "directions"
 from .index import INDEX_KIND  # noqa: E402,F401 - the index kind, defined once (index.py)
 INDEX_METRIC = "cosine (IndexFlatIP over L2-normalized float32 vectors)"
 DATA_DIRS = ("data", "index")  # folders whose every file must be listed
@@ -409,10 +413,11 @@ class _Reader:
 
     def configs(self, data: dict) -> dict[str, ConfigEntry]:
         missing = [c for c in CONFIGS if c not in data]
-        if missing or set(data) - set(CONFIGS):
-            raise self.fail(f"'configs' must name exactly {', '.join(CONFIGS)}")
+        if missing or set(data) - set(CONFIGS) - set(OPTIONAL_CONFIGS):
+            raise self.fail(f"'configs' must name exactly {', '.join(CONFIGS)} (and optionally "
+                            f"{', '.join(OPTIONAL_CONFIGS)})")
         out = {}
-        for name in CONFIGS:
+        for name in CONFIGS + tuple(c for c in OPTIONAL_CONFIGS if c in data):
             entry = self.get(data, name, dict, "configs.")
             files = self.strings(self.get(entry, "files", list, f"configs.{name}."), f"configs.{name}.files")
             if not files:
@@ -431,6 +436,8 @@ class _Reader:
         optimized = [c for c in OPTIMIZED_CONFIGS if c in configs]
         expected = {VOCAB_INDEX: ("vocabulary",), **({LEGACY_OPTIMIZED_INDEX: tuple(optimized)} if legacy else
                                                       {c: (c,) for c in optimized})}
+        if "directions" in configs:  # an optional config's own index, listed exactly when the config is
+            expected[DIRECTIONS_INDEX] = ("directions",)
         if set(data) != set(expected):
             raise self.fail(f"'indexes' must name exactly {', '.join(expected)}")
         out = {}
@@ -570,7 +577,9 @@ def figure_files(name: str) -> list[str]:
     return [png[: -len(".png")] + f".{kind}" for kind in FIGURE_FORMATS]
 
 
-def artifact_paths() -> list[str]:
-    """Every path a pack writes into an artifact folder (the folder holds nothing else)."""
+def artifact_paths(directions: bool = False) -> list[str]:
+    """Every path a pack writes into an artifact folder (the folder holds nothing else); with `directions`,
+    the optional `directions` config's files too."""
+    optional = [data_file("directions"), index_file(DIRECTIONS_INDEX)] if directions else []
     return ([data_file(c) for c in CONFIGS] + [index_file(n) for n in (VOCAB_INDEX, *OPTIMIZED_CONFIGS)]
-            + [CARD, BUILD_INFO, *(f for name in FIGURES for f in figure_files(name))])
+            + [CARD, BUILD_INFO, *(f for name in FIGURES for f in figure_files(name))] + optional)

@@ -16,7 +16,8 @@ import numpy as np
 
 from .files import atomic_path, sha256_file
 from .index import build_index, write_index
-from .manifest import (CARD, CONFIGS, OPTIMIZED_CONFIGS, VOCAB_INDEX, ConfigEntry, FileEntry,
+from .manifest import (CARD, CONFIGS, DIRECTIONS_INDEX, OPTIMIZED_CONFIGS, OPTIONAL_CONFIGS, VOCAB_INDEX,
+                       ConfigEntry, FileEntry,
                        IndexEntry, Manifest, ModelInfo, Runtime, Versions, data_file, index_file, write_manifest)
 from .schema import features
 from .settings import BuildConfig
@@ -29,6 +30,7 @@ DESCRIPTIONS = {
     "word_groups": "one (word, selection, k) neuron group and its optimized input",
     "vocabulary": "one vocabulary token and its vectors (the rows of index/vocab.faiss)",
     "neuron_stats": "one neuron of the model: a_max, its most activating token and the scan's top 10 tokens",
+    "directions": "one row of a directions file (a direction in a layer's neuron space) and its optimized input",
 }
 
 
@@ -62,9 +64,10 @@ def pack_artifact(
     them, called as packing ends) goes into build_info.json
     only, so the data, index and card files do not depend on how the build ran. Returns the manifest."""
     out = Path(out)
-    steps = len(CONFIGS) + 3
+    configs = CONFIGS + tuple(c for c in OPTIONAL_CONFIGS if c in tables)  # an optional config only when built
+    steps = len(configs) + 3
     written: list[str] = []
-    for done, name in enumerate(CONFIGS, 1):
+    for done, name in enumerate(configs, 1):
         rel = data_file(name)
         with atomic_path(out / rel, tmp_dir=tmp_dir) as tmp:
             tables[name].cast(features(name)).to_parquet(str(tmp))
@@ -76,6 +79,8 @@ def pack_artifact(
         VOCAB_INDEX: (vocab_vectors, ("vocabulary",)),
         **{name: (optimized_vectors(tables[name], model.hidden_size), (name,)) for name in OPTIMIZED_CONFIGS},
     }
+    if "directions" in tables:
+        indexes[DIRECTIONS_INDEX] = (optimized_vectors(tables["directions"], model.hidden_size), ("directions",))
     index_entries = {}
     for name, (vectors, sources) in indexes.items():
         write_index(build_index(vectors), out / index_file(name), tmp_dir=tmp_dir)
@@ -85,6 +90,10 @@ def pack_artifact(
     _report(progress, steps - 1, steps)
     evaluation, figures = _evaluate(out, tables, model.id, tmp_dir)
     results_md = card_section(evaluation, figures)
+    if "directions" in tables:
+        from .report_directions import directions_markdown, directions_summary
+
+        results_md += "\n\n" + "\n".join(directions_markdown(directions_summary(tables["directions"])))
     if not figures:
         results_md += "\n\nNo evaluation figures: every optimized row of a table diverged."
     written += figures
@@ -93,7 +102,7 @@ def pack_artifact(
         settings=settings if isinstance(settings, BuildConfig) else BuildConfig.from_dict(settings),
         words=list(words),
         nonpositive_max=int(nonpositive_max),
-        configs={name: ConfigEntry(len(tables[name]), (data_file(name),)) for name in CONFIGS},
+        configs={name: ConfigEntry(len(tables[name]), (data_file(name),)) for name in configs},
         indexes=index_entries,
         results=evaluation.to_dict(),
         versions=Versions.from_dict(_versions()),

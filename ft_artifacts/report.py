@@ -353,6 +353,17 @@ def _ticker(progress, name: str, total: int):
     return tick
 
 
+def _with_directions(text: str, report: dict) -> str:
+    """report.md with the `directions` section (when the artifact has that config) before "how it was built"."""
+    if "directions" not in report:
+        return text
+    from .report_directions import directions_markdown
+
+    section = "\n".join(directions_markdown(report["directions"], level=2))
+    head, marker, tail = text.partition("\n## How this artifact was built")
+    return f"{head}\n{section}{marker}{tail}" if marker else f"{text}\n\n{section}"
+
+
 def write_report(artifact, out_dir, progress=None, revision: str | None = None) -> dict:
     """Write report.json, report.md and figures/*.png for an artifact (an object with `.neurons`,
     `.word_groups`, `.vocabulary` and a manifest, or a folder / Hub repo id to load). Returns
@@ -380,11 +391,15 @@ def write_report(artifact, out_dir, progress=None, revision: str | None = None) 
     evaluation = evaluate(data, model, steps)
     build = build_record(artifact.manifest)
     report = report_dict(evaluation, build)
+    if "directions" in artifact.manifest.configs:  # the optional config: a short section of its own
+        from .report_directions import directions_summary
+
+        report["directions"] = directions_summary(artifact.directions)
     tick()
     out.mkdir(parents=True, exist_ok=True)
     figures = write_figures(evaluation, data, out, progress=stage(progress, "report: figures")) if data.optimized else []
     for name, text in ((REPORT_JSON, json.dumps(report, indent=2, allow_nan=False) + "\n"),
-                       (REPORT_MD, markdown(evaluation, figures, build))):
+                       (REPORT_MD, _with_directions(markdown(evaluation, figures, build), report))):
         with atomic_path(out / name) as tmp:
             tmp.write_text(text, encoding="utf-8")
     logger.info("wrote %s, %s and %d of %d figures to %s", REPORT_JSON, REPORT_MD, len(figures), len(FIGURES), out)

@@ -88,6 +88,25 @@ class GroupRow(_Optimized, _Group):  # columns: the group's, then the optimized 
 
 
 @dataclass
+class _DirectionSource:
+    direction: str = _col("string")  # `L2.probe[0]`: layer, file stem, row
+    layer: int = _col("int32")  # 1..L: the neuron space the direction lives in
+    row: int = _col("int32")  # row of the file
+    file: str = _col("string")  # the file's name (its folder is not part of the artifact)
+    file_sha256: str = _col("string")  # sha256 of the file's bytes, as recorded in the build's settings
+    weights_sha256: str = _col("string")  # sha256 of this row's weights as float64 little-endian: what was optimized
+
+    @property
+    def label(self) -> str:
+        return self.direction
+
+
+@dataclass
+class DirectionsRow(_Optimized, _DirectionSource):  # columns: the direction's, then the optimized ones
+    """One direction of a layer's neuron space and its optimized input (config `directions`, optional)."""
+
+
+@dataclass
 class VocabularyRow:
     """One vocabulary token and its vectors (config `vocabulary`; row i is index/vocab.faiss row i)."""
 
@@ -112,7 +131,7 @@ class NeuronStatsRow(_NeuronName):
 
 OPTIONAL_COLUMNS = {"neuron_stats": ("top_tokens", "top_activations")}  # absent (read as null) in older artifacts
 ROW_TYPES = {"neurons": NeuronRow, "word_groups": GroupRow, "vocabulary": VocabularyRow,
-             "neuron_stats": NeuronStatsRow}
+             "neuron_stats": NeuronStatsRow, "directions": DirectionsRow}
 
 
 def column_types(row_type) -> dict[str, str]:

@@ -80,12 +80,18 @@ class BuildConfig:
     nearest: int = DEFAULT_NEAREST  # nearest tokens stored per optimized row
     chunk_rows: int = 256  # rows optimized per batch; each finished chunk is saved (resume unit)
     scan_batch: int = 1024  # vocabulary items per forward in the scan
+    # config `directions`: {file, layer, rows, width, sha256} per directions file (ft_artifacts.directions)
+    directions: tuple[dict, ...] = ()
 
     REQUIRED = ("model", "optim")  # what a recorded one must hold: no default can stand in for them
 
     def to_dict(self) -> dict:
-        """JSON-ready: tuples as lists, `optim` as a dict (what build_info.json's `settings` holds)."""
-        return to_json(self)
+        """JSON-ready: tuples as lists, `optim` as a dict (what build_info.json's `settings` holds). `directions`
+        is left out when there are none, so settings (and build ids) without directions stay as they were."""
+        data = to_json(self)
+        if not self.directions:
+            del data["directions"]
+        return data
 
     @classmethod
     def from_dict(cls, data, where: str = "settings") -> "BuildConfig":

@@ -52,7 +52,8 @@ def test_makefile_commands_use_real_options():
 
 
 def test_readme_layout_block_is_what_a_build_writes():
-    """The README's artifact layout lists exactly the paths a pack writes (`manifest.artifact_paths`)."""
+    """The README's artifact layout lists exactly the paths a pack writes (`manifest.artifact_paths`), the
+    optional `directions` config's included."""
     import re
 
     from ft_artifacts.manifest import artifact_paths
@@ -64,4 +65,4 @@ def test_readme_layout_block_is_what_a_build_writes():
         path = line.split()[0]
         brace = re.fullmatch(r"(.*)\{([^}]*)\}(.*)", path)  # figures/pca.{png,svg}
         listed += [brace[1] + part + brace[3] for part in brace[2].split(",")] if brace else [path]
-    assert sorted(listed) == sorted(artifact_paths())
+    assert sorted(listed) == sorted(artifact_paths(directions=True))  # the optional config's files included
