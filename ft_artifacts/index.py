@@ -58,9 +58,12 @@ def build_index(vectors: np.ndarray):
     return index
 
 
-def search(index, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """(cosines [n, k], ids [n, k]) of the k nearest rows to each query, best first."""
-    return index.search(_normalized(queries), min(k, index.ntotal))
+def search(index, queries: np.ndarray, k: int, normalized: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """(cosines [n, k], ids [n, k]) of the k nearest rows to each query, best first. `normalized`: the queries
+    are rows of an index (already L2-normalized by this module), searched as they are: normalizing again would
+    change their last bits, and the answers would differ from those for the vectors they were made from."""
+    queries = np.ascontiguousarray(queries, dtype=np.float32) if normalized else _normalized(queries)
+    return index.search(queries, min(k, index.ntotal))
 
 
 def write_index(index, path: str | os.PathLike, tmp_dir: str | os.PathLike | None = None) -> None:

@@ -305,19 +305,20 @@ class Artifact:
         config, row = self._row(kind, value)
         return self._vectors(config, [row])
 
-    def _query_directions(self, query, kinds: dict) -> np.ndarray:
-        """What a cosine query needs of `vector(query, **kinds)`: for a neuron, group, word or direction, its row of the
-        config's index (the same float32 vector, L2-normalized by the same code), so a word query reads no
-        vocabulary vectors and a neuron query no vector column; given vectors as they are."""
+    def _query_directions(self, query, kinds: dict) -> tuple[np.ndarray, bool]:
+        """What a cosine query needs of `vector(query, **kinds)`, and whether it is already unit length: for a
+        neuron, group, word or direction, its row of the config's index (the stored vector, L2-normalized by the
+        code that normalizes every query, so the answers are bit for bit those for the stored vector), so a word
+        query reads no vocabulary vectors and a neuron query no vector column; given vectors as they are."""
         if isinstance(query, (Neuron, Group)) and not kinds:
             kind, value = ("neuron" if isinstance(query, Neuron) else "group"), query
         else:
             (kind, value), = kinds.items() if query is None and len(kinds) == 1 else (("vectors", None),)
         if kind == "vectors":
-            return self.vector(query, **kinds)
+            return self.vector(query, **kinds), False
         config, row = ("directions", self._direction_row(value)) if kind == "direction" else self._row(kind, value)
         name, offset = self.manifest.index_of(config)
-        return self.index(config).reconstruct(offset + row)[None]
+        return self.index(config).reconstruct(offset + row)[None], True
 
     def _raw_vectors(self, query) -> np.ndarray:
         h = self.manifest.model.hidden_size
@@ -405,12 +406,12 @@ class Artifact:
         Queries as in `vector` (neuron=, group=, word= or vectors=). `skip_special` leaves out bracketed
         tokens ([CLS], [PAD], [unused7], ...); by default every token counts, as in the stored `nearest` columns."""
         _check_kinds("nearest_words", kinds)
-        vectors = self._query_directions(query, kinds)
+        vectors, unit = self._query_directions(query, kinds)
         from .index import search
 
         k = _check_k(k)
         skip = self._special if skip_special else frozenset()
-        cosines, ids = search(self.vocab_index, vectors, min(k + len(skip), len(self._tokens)))
+        cosines, ids = search(self.vocab_index, vectors, min(k + len(skip), len(self._tokens)), normalized=unit)
         results = [[{"token": self._tokens[int(i)], "cosine": float(c), "token_id": int(i)}
                     for c, i in zip(cs, row) if i >= 0 and int(i) not in skip][:k] for cs, row in zip(cosines, ids)]
         return results if _is_batch(query, kinds) else results[0]
@@ -420,17 +421,18 @@ class Artifact:
         a list of {"name", "config", "cosine"} (one list per row for a batch of vectors). Diverged rows
         are never returned."""
         _check_kinds("neurons_near", kinds)
-        vectors = self._query_directions(query, kinds)
+        vectors, unit = self._query_directions(query, kinds)
         k = _check_k(k)
         found = [[] for _ in range(len(vectors))]  # per query: (-cosine, config order, row, config)
         for order, config in enumerate(OPTIMIZED_CONFIGS):
-            for hits, row_hits in zip(found, self._nearest_rows(config, vectors, k)):
+            for hits, row_hits in zip(found, self._nearest_rows(config, vectors, k, unit)):
                 hits += [(-c, order, j, config) for c, j in row_hits]
         results = [[{"name": self._names[config][j], "config": config, "cosine": -c}
                     for c, _, j, config in sorted(hits)[:k]] for hits in found]
         return results if _is_batch(query, kinds) else results[0]
 
-    def _nearest_rows(self, config: str, vectors: np.ndarray, k: int) -> list[list[tuple[float, int]]]:
+    def _nearest_rows(self, config: str, vectors: np.ndarray, k: int,
+                      unit: bool = False) -> list[list[tuple[float, int]]]:
         """Per query, up to k (cosine, row) of `config`'s optimized rows nearest to it, diverged rows left out."""
         from .index import search
 
@@ -440,7 +442,7 @@ class Artifact:
             return [[] for _ in range(len(vectors))]
         # The index may hold other configs' rows (format 2): ask for enough that k of this config's survive.
         extra = self.manifest.indexes[name].rows - rows
-        cosines, ids = search(self.index(config), vectors, k + int(diverged.sum()) + extra)
+        cosines, ids = search(self.index(config), vectors, k + int(diverged.sum()) + extra, normalized=unit)
         out = []
         for cs, ids_row in zip(cosines, ids):
             hits = []

@@ -91,7 +91,8 @@ def pack_artifact(
     evaluation, figures = _evaluate(out, tables, model.id, tmp_dir)
     results_md = card_section(evaluation, figures)
     if "directions" in tables:
-        from .report_directions import directions_markdown, directions_summary
+        from .report import directions_summary
+        from .report_markdown import directions_markdown
 
         results_md += "\n\n" + "\n".join(directions_markdown(directions_summary(tables["directions"])))
     if not figures:

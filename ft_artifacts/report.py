@@ -30,7 +30,7 @@ from .evaluation import (Evaluation, GroupStats, GroupTokens, LayerFit, LayerMea
 from .files import atomic_path
 from .progress import stage
 from .records import to_json
-from .report_markdown import card_section, markdown
+from .report_markdown import card_section, directions_markdown, markdown
 from .report_paper import PAPER, PAPER_MODEL
 
 __all__ = ["Evaluation", "ReportData", "artifact_model_info", "card_section", "compute_evaluation", "compute_report",
@@ -357,8 +357,6 @@ def _with_directions(text: str, report: dict) -> str:
     """report.md with the `directions` section (when the artifact has that config) before "how it was built"."""
     if "directions" not in report:
         return text
-    from .report_directions import directions_markdown
-
     section = "\n".join(directions_markdown(report["directions"], level=2))
     head, marker, tail = text.partition("\n## How this artifact was built")
     return f"{head}\n{section}{marker}{tail}" if marker else f"{text}\n\n{section}"
@@ -392,8 +390,6 @@ def write_report(artifact, out_dir, progress=None, revision: str | None = None) 
     build = build_record(artifact.manifest)
     report = report_dict(evaluation, build)
     if "directions" in artifact.manifest.configs:  # the optional config: a short section of its own
-        from .report_directions import directions_summary
-
         report["directions"] = directions_summary(artifact.directions)
     tick()
     out.mkdir(parents=True, exist_ok=True)
@@ -404,3 +400,32 @@ def write_report(artifact, out_dir, progress=None, revision: str | None = None) 
             tmp.write_text(text, encoding="utf-8")
     logger.info("wrote %s, %s and %d of %d figures to %s", REPORT_JSON, REPORT_MD, len(figures), len(FIGURES), out)
     return {"report": report, "evaluation": evaluation, "files": [REPORT_JSON, REPORT_MD, *figures]}
+
+
+# --- the optional `directions` config: a short summary beside the paper's evaluation ------------------------
+# Per directions file and layer: how many rows, how many diverged, and the optimized input's activation against
+# the most activating vocabulary token's, as the group rows have it. The paper's tables do not include directions.
+
+def directions_summary(table) -> dict:
+    """{"rows", "diverged", "sources": [{"file", "layer", "rows", "diverged", "activation_mean", "activation_sd",
+    "most_activating_mean", "most_activating_sd", "above_most_activating"}]}: means over the rows that did not
+    diverge (the report's one rule, `report.diverged_rows`); `above_most_activating` is the share of those whose
+    optimized input activates the direction more than its most activating token does."""
+    data = table.with_format("arrow")[:] if hasattr(table, "with_format") else table
+    if data.num_rows == 0:
+        return {"rows": 0, "diverged": 0, "sources": []}
+    diverged = diverged_rows(data)
+    files = np.asarray(data.column("file").to_pylist(), dtype=object)
+    layers = np.asarray(data.column("layer").to_pylist())
+    activation = _column(data, "activation")
+    most = _column(data, "most_activating_activation")
+    sources = []
+    for file, layer in dict.fromkeys(zip(files.tolist(), layers.tolist())):
+        rows = (files == file) & (layers == layer)
+        kept = rows & ~diverged
+        entry = {"file": file, "layer": int(layer), "rows": int(rows.sum()), "diverged": int((rows & diverged).sum())}
+        entry["activation_mean"], entry["activation_sd"] = mean_sd(activation[kept])
+        entry["most_activating_mean"], entry["most_activating_sd"] = mean_sd(most[kept])
+        entry["above_most_activating"] = float((activation[kept] > most[kept]).mean()) if kept.any() else None
+        sources.append(entry)
+    return {"rows": int(data.num_rows), "diverged": int(diverged.sum()), "sources": sources}

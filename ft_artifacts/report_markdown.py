@@ -246,3 +246,19 @@ def card_section(evaluation, figure_paths: list[str]) -> str:
     lines += ["`ft-artifacts report` on this artifact writes the whole evaluation: these tables, per-layer means, "
               "the closest tokens of single neurons and of groups (paper Tables 2 and 5), report.json and the figures."]
     return "\n".join(lines)
+
+
+def directions_markdown(summary: dict, level: int = 3) -> list[str]:
+    """The section's lines (a heading of `level`, one table row per file and layer)."""
+    lines = [f"{'#' * level} Directions (config `directions`)", "",
+             f"{summary['rows']} directions, {summary['diverged']} diverged.", "",
+             "| file | layer | rows | diverged | activation | most activating token's | above it |",
+             "|---|---|---|---|---|---|---|"]
+    for s in summary["sources"]:
+        above = _f(s["above_most_activating"], 2)
+        lines.append(f"| {s['file']} | {s['layer']} | {s['rows']} | {s['diverged']} | "
+                     f"{_ms(s['activation_mean'], s['activation_sd'])} | "
+                     f"{_ms(s['most_activating_mean'], s['most_activating_sd'])} | {above} |")
+    return lines + ["", "Means (sd) over the rows that did not diverge: the objective sum_i d_i a_i at the optimized "
+                    "input and at the vocabulary's most activating token; `above it`: the share of rows whose optimized "
+                    "input exceeds that token.", ""]

@@ -15,7 +15,7 @@ from click.testing import CliRunner
 
 pytest.register_assert_rewrite("artifact_fixtures")
 
-from artifact_fixtures import run_python, subprocess_env  # noqa: E402
+from artifact_fixtures import run_python, subprocess_env, tiny_bert  # noqa: E402,F401 - tiny_bert: a fixture
 from ft_artifacts.cli import main  # noqa: E402
 
 pytestmark = pytest.mark.integration
@@ -64,10 +64,32 @@ def artifact_examples() -> list[list[str]]:
     return examples
 
 
-def test_readme_and_makefile_commands_run_on_the_demo_artifact(demo_cwd):
+@pytest.fixture()
+def directions_cwd(demo_cwd, tiny_bert, tmp_path_factory) -> Path:
+    """`demo-directions` beside `demo-artifacts`: the README's directions examples name it. Built as the README's
+    build example says, with a probe.npy of three rows in layer 3, on the tiny BERT and 6 steps (the examples
+    query its labels, `L3.probe[0]`, and list them; the demo model's own build is the same command)."""
+    import numpy as np
+
+    from artifact_fixtures import HIDDEN
+
+    root = tmp_path_factory.mktemp("directions-example")
+    np.save(root / "probe.npy", np.random.default_rng(0).standard_normal((3, HIDDEN)).astype(np.float32))
+    out = root / "demo-directions"
+    result = CliRunner().invoke(main, ["build", "--preset", "demo", "--steps", "6", "--device", "cpu", "--model",
+                                       str(tiny_bert), "--out", str(out), "--directions", str(root / "probe.npy"),
+                                       "--directions-layer", "3"])
+    assert result.exit_code == 0, result.output
+    (demo_cwd / "demo-directions").symlink_to(out, target_is_directory=True)
+    return demo_cwd
+
+
+def test_readme_and_makefile_commands_run_on_the_demo_artifact(directions_cwd):
     """Queries and info; `report` (a minute on the demo artifact) runs in the slow test below."""
-    for argv in [a for a in artifact_examples() if a[0] != "report"]:
-        assert "demo-artifacts" in argv, f"README example {argv} does not name the artifact it needs"
+    examples = [a for a in artifact_examples() if a[0] != "report"]
+    assert any("demo-directions" in argv for argv in examples)  # the directions examples are among them
+    for argv in examples:
+        assert {"demo-artifacts", "demo-directions"} & set(argv), f"README example {argv} does not name the artifact it needs"
         result = CliRunner().invoke(main, argv)
         assert result.exit_code == 0, (argv, result.output)
 
