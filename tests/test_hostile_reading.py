@@ -201,3 +201,25 @@ def test_a_file_swapped_after_verification_is_not_what_is_read(art: Path, tiny_l
     assert ft_artifacts.load(art, verify=False).nearest_words(word="people", k=5) != want  # what the path holds now
     with pytest.raises(Exception, match="does not match the sha256"):
         ft_artifacts.load(art)
+
+
+@pytest.mark.parametrize("entries", [["a", "bbb", None, "cccccc", "", "ünï"], ["x"], []])
+@pytest.mark.parametrize("slice_from", [0, 1])
+def test_dictionary_strings_decode_as_pyarrow_does_within_their_bound(entries, slice_from) -> None:
+    """String columns are read dictionary-encoded, their decoded size checked, then decoded from the buffers
+    (parquet_bounds.dense_strings): every index, null index, null entry and slice gives pyarrow's own answer, and a
+    small dictionary repeated past the bound is refused before any decoding."""
+    from ft_artifacts.errors import ArtifactError
+    from ft_artifacts.parquet_bounds import SLACK_BYTES, STRING_BYTES, dense_strings
+
+    dictionary = pa.array(entries, pa.string())
+    indices = [None, *range(len(entries)), *range(len(entries))[::-1], None] if entries else [None, None]
+    array = pa.DictionaryArray.from_arrays(pa.array(indices, pa.int32()), dictionary).slice(slice_from)
+    column = pa.chunked_array([array, array.slice(2)])
+    got = dense_strings(column, "neurons", "neuron", rows=len(column))
+    assert got.type == pa.string() and got.to_pylist() == column.cast(pa.string()).to_pylist()
+    for chunk in got.chunks:
+        chunk.validate(full=True)
+    bomb = pa.DictionaryArray.from_arrays(pa.array([0] * 4, pa.int32()), pa.array(["x" * (SLACK_BYTES + STRING_BYTES)]))
+    with pytest.raises(ArtifactError, match="would decode to"):
+        dense_strings(pa.chunked_array([bomb]), "neurons", "neuron", rows=1)
