@@ -317,8 +317,21 @@ class Artifact:
         if kind == "vectors":
             return self.vector(query, **kinds), False
         config, row = ("directions", self._direction_row(value)) if kind == "direction" else self._row(kind, value)
+        return self._index_row(config, row)[None], True
+
+    def _index_row(self, config: str, row: int) -> np.ndarray:
+        """Row `row` of `config` as its index stores it (L2-normalized), read alone unless the index is in memory."""
+        from .index import read_index_row
+
         name, offset = self.manifest.index_of(config)
-        return self.index(config).reconstruct(offset + row)[None], True
+        entry = self.manifest.indexes[name]
+        if name not in self._indexes and (self.path / entry.path).is_file():
+            source = self._source(entry.path)
+            try:
+                return read_index_row(source, entry.dimension, entry.rows, offset + row)
+            except ArtifactError as exc:  # name the file, not the handle it was read through
+                raise ArtifactError(str(exc).replace(source, str(self.path / entry.path))) from None
+        return self.index(config).reconstruct(offset + row)
 
     def _raw_vectors(self, query) -> np.ndarray:
         h = self.manifest.model.hidden_size

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 from ft_artifacts.errors import ArtifactError
-from ft_artifacts.index import (INDEX_KIND, build_index, check_index_file, index_file_size, read_index, search,
-                                write_index)
+from ft_artifacts.index import (INDEX_KIND, build_index, check_index_file, index_file_size, read_index,
+                                read_index_row, search, write_index)
 from ft_artifacts.metrics import brute_force_topk
 
 DIM, ROWS = 8, 5
@@ -244,3 +244,27 @@ def test_numpy_integer_shape_is_accepted(tmp_path):
     index = faiss.IndexFlatIP(DIM)
     index.add(_unit_rows(ROWS, DIM))
     assert read_index(_faiss_file(tmp_path, index), np.int64(DIM), np.int32(ROWS)).ntotal == ROWS
+
+
+def test_one_row_read_alone_is_the_row_faiss_stores_and_is_checked(tmp_path):
+    """read_index_row (a named query's direction) gives exactly FAISS's stored row, after the same header and
+    size checks as read_index, and refuses a row that is not unit length or lies outside the index."""
+    vectors = np.random.default_rng(3).standard_normal((7, DIM)).astype(np.float32) * 5
+    vectors[4] = 0.0
+    path = tmp_path / "rows.faiss"
+    write_index(build_index(vectors), path)
+    stored = read_index(path, DIM, 7)
+    for row in range(7):
+        np.testing.assert_array_equal(read_index_row(path, DIM, 7, row), stored.reconstruct(row))
+    for bad_row in (-1, 7):
+        with pytest.raises(ArtifactError, match="outside the index"):
+            read_index_row(path, DIM, 7, bad_row)
+    with pytest.raises(ArtifactError, match="expected 8"):
+        read_index_row(path, DIM, 8, 0)  # the header is checked as read_index checks it
+    data = bytearray(path.read_bytes())
+    start = index_file_size(DIM, 2)  # row 2 begins here
+    data[start:start + 4] = struct.pack("<f", 3.0)
+    path.write_bytes(bytes(data))
+    with pytest.raises(ArtifactError, match="not unit length"):
+        read_index_row(path, DIM, 7, 2)
+    np.testing.assert_array_equal(read_index_row(path, DIM, 7, 1), stored.reconstruct(1))
