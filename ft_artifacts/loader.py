@@ -313,7 +313,8 @@ class Artifact:
         if isinstance(query, (Neuron, Group)) and not kinds:
             kind, value = ("neuron" if isinstance(query, Neuron) else "group"), query
         else:
-            (kind, value), = kinds.items() if query is None and len(kinds) == 1 else (("vectors", None),)
+            named = query is None and len(kinds) == 1 and None not in kinds.values()
+            (kind, value), = kinds.items() if named else (("vectors", None),)  # anything else: as vector() says
         if kind == "vectors":
             return self.vector(query, **kinds), False
         config, row = ("directions", self._direction_row(value)) if kind == "direction" else self._row(kind, value)
