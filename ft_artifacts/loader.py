@@ -313,7 +313,7 @@ class Artifact:
         if isinstance(query, (Neuron, Group)) and not kinds:
             kind, value = ("neuron" if isinstance(query, Neuron) else "group"), query
         else:
-            named = query is None and len(kinds) == 1 and None not in kinds.values()
+            named = query is None and len(kinds) == 1 and all(v is not None for v in kinds.values())
             (kind, value), = kinds.items() if named else (("vectors", None),)  # anything else: as vector() says
         if kind == "vectors":
             return self.vector(query, **kinds), False
