@@ -127,27 +127,47 @@ def _is_text(kind) -> bool:
     return kind is not None and (pa.types.is_string(kind) or pa.types.is_large_string(kind))
 
 
-def _decoded_size(chunk, where: str, column: str) -> int:
-    """Bytes a dictionary-encoded string chunk decodes to: the sum over its non-null indices of their entries'
-    lengths, from the arrays' buffers with numpy (pyarrow.compute would cost 40 ms to import per query)."""
+def _valid(array):
+    """[len(array)] bool: which slots of a pyarrow array hold a value (its validity bitmap, read with numpy)."""
+    import numpy as np
+
+    if not array.null_count:
+        return np.ones(len(array), dtype=bool)
+    bits = np.unpackbits(np.frombuffer(array.buffers()[0], dtype=np.uint8), bitorder="little")
+    return bits[array.offset:array.offset + len(array)].astype(bool)
+
+
+def _dictionary_parts(chunk, where: str, column: str):
+    """(indices as int64, which are valid, the dictionary's byte offsets as int64) of a dictionary-encoded string
+    chunk, from its buffers with numpy (pyarrow.compute, which pyarrow's own tools need, costs 40 ms to import per
+    query). A valid index outside the dictionary is refused; an empty dictionary has no offsets (None)."""
     import numpy as np
     import pyarrow as pa
 
     indices, dictionary = chunk.indices, chunk.dictionary
-    if not len(indices) or not len(dictionary):
-        return 0
-    wide = pa.types.is_large_string(dictionary.type) or pa.types.is_large_binary(dictionary.type)
-    offsets = np.frombuffer(dictionary.buffers()[1], dtype="<i8" if wide else "<i4", count=len(dictionary) + 1,
-                            offset=dictionary.offset * (8 if wide else 4))
-    lengths = np.diff(offsets.astype(np.int64))  # a null entry spans no bytes in any array pyarrow decodes
     kind = np.dtype(indices.type.to_pandas_dtype()).newbyteorder("<")
-    picked = np.frombuffer(indices.buffers()[1], dtype=kind, count=len(indices), offset=indices.offset * kind.itemsize)
-    if indices.null_count:  # a null index's slot holds any value: keep only the valid ones
-        bits = np.unpackbits(np.frombuffer(indices.buffers()[0], dtype=np.uint8), bitorder="little")
-        picked = picked[bits[indices.offset:indices.offset + len(indices)].astype(bool)]
-    if len(picked) and (int(picked.min()) < 0 or int(picked.max()) >= len(dictionary)):
+    picked = np.frombuffer(indices.buffers()[1], dtype=kind, count=len(indices),
+                           offset=indices.offset * kind.itemsize).astype(np.int64)
+    valid = _valid(indices)  # a null index's slot holds any value
+    used = picked[valid]
+    if len(used) and (int(used.min()) < 0 or int(used.max()) >= len(dictionary)):
         raise _refuse(where, f"column {column!r} has dictionary indices outside its dictionary")
-    return int(lengths[picked].sum())
+    picked[~valid] = 0
+    if not len(dictionary):
+        return picked, valid, None
+    width = 8 if pa.types.is_large_string(dictionary.type) else 4
+    offsets = np.frombuffer(dictionary.buffers()[1], dtype=f"<i{width}", count=len(dictionary) + 1,
+                            offset=dictionary.offset * width).astype(np.int64)
+    return picked, valid, offsets
+
+
+def _decoded_size(chunk, where: str, column: str) -> int:
+    """Bytes a dictionary-encoded string chunk decodes to: the sum over its valid indices of their entries'
+    lengths (a null entry spans no bytes in any array pyarrow decodes)."""
+    picked, valid, offsets = _dictionary_parts(chunk, where, column)  # refuses a valid index outside it
+    if offsets is None or not len(picked):
+        return 0
+    return int((offsets[picked + 1] - offsets[picked])[valid].sum())
 
 
 def dense_strings(values, where: str, column: str, rows: int):
@@ -164,35 +184,23 @@ def dense_strings(values, where: str, column: str, rows: int):
         raise _refuse(where, f"column {column!r} would decode to {size} bytes, more than its {rows} rows allow")
     if not all(pa.types.is_string(chunk.dictionary.type) for chunk in values.chunks):
         return values.cast(pa.string())
-    return pa.chunked_array([_decoded(chunk) for chunk in values.chunks], type=pa.string())
+    return pa.chunked_array([_decoded(chunk, where, column) for chunk in values.chunks], type=pa.string())
 
 
-def _decoded(chunk):
+def _decoded(chunk, where: str, column: str):
     """A dictionary-encoded string chunk as a plain string array, gathered from its buffers with numpy (pyarrow's
-    own decoding, `cast` or `dictionary_decode`, imports pyarrow.compute: 40 ms a query). Indices were checked
-    to lie inside the dictionary by `_decoded_size`."""
+    own decoding, `cast` or `dictionary_decode`, imports pyarrow.compute: 40 ms a query)."""
     import numpy as np
     import pyarrow as pa
 
     indices, dictionary = chunk.indices, chunk.dictionary
     n = len(indices)
-    kind = np.dtype(indices.type.to_pandas_dtype()).newbyteorder("<")
-    picked = np.frombuffer(indices.buffers()[1], dtype=kind, count=n, offset=indices.offset * kind.itemsize)
-    picked = picked.astype(np.int64)
-    valid = np.ones(n, dtype=bool)
-    if indices.null_count:
-        bits = np.unpackbits(np.frombuffer(indices.buffers()[0], dtype=np.uint8), bitorder="little")
-        valid = bits[indices.offset:indices.offset + n].astype(bool)
-    if not len(dictionary):  # every index is null (`_decoded_size` refused any other)
+    picked, valid, offsets = _dictionary_parts(chunk, where, column)
+    if offsets is None:  # an empty dictionary: every index is null
         return pa.nulls(n, type=pa.string())
-    picked[~valid] = 0
-    if dictionary.null_count:  # an index of a null entry decodes to null
-        bits = np.unpackbits(np.frombuffer(dictionary.buffers()[0], dtype=np.uint8), bitorder="little")
-        valid &= bits[dictionary.offset:dictionary.offset + len(dictionary)].astype(bool)[picked]
-    offsets = np.frombuffer(dictionary.buffers()[1], dtype="<i4", count=len(dictionary) + 1,
-                            offset=dictionary.offset * 4).astype(np.int64)
-    data = np.frombuffer(dictionary.buffers()[2], dtype=np.uint8) if dictionary.buffers()[2] is not None else \
-        np.zeros(0, dtype=np.uint8)
+    valid &= _valid(dictionary)[picked]  # an index of a null entry decodes to null
+    data = dictionary.buffers()[2]
+    data = np.frombuffer(data, dtype=np.uint8) if data is not None else np.zeros(0, dtype=np.uint8)
     starts, lengths = offsets[picked], np.where(valid, offsets[picked + 1] - offsets[picked], 0)
     out_offsets = np.zeros(n + 1, dtype=np.int64)
     np.cumsum(lengths, out=out_offsets[1:])

@@ -223,3 +223,7 @@ def test_dictionary_strings_decode_as_pyarrow_does_within_their_bound(entries, s
     bomb = pa.DictionaryArray.from_arrays(pa.array([0] * 4, pa.int32()), pa.array(["x" * (SLACK_BYTES + STRING_BYTES)]))
     with pytest.raises(ArtifactError, match="would decode to"):
         dense_strings(pa.chunked_array([bomb]), "neurons", "neuron", rows=1)
+    outside = pa.DictionaryArray.from_buffers(pa.dictionary(pa.int32(), pa.string()), 2,
+                                              [None, pa.array([0, len(entries)], pa.int32()).buffers()[1]], dictionary)
+    with pytest.raises(ArtifactError, match="indices outside its dictionary"):  # never read past the dictionary
+        dense_strings(pa.chunked_array([outside]), "neurons", "neuron", rows=2)
