@@ -16,7 +16,7 @@ import numpy as np
 
 from .files import atomic_path, sha256_file
 from .index import build_index, write_index
-from .manifest import (CARD, CONFIGS, DIRECTIONS_INDEX, OPTIMIZED_CONFIGS, OPTIONAL_CONFIGS, VOCAB_INDEX,
+from .manifest import (CARD, CONFIGS, OPTIMIZED_CONFIGS, OPTIONAL_CONFIGS, VOCAB_INDEX,
                        ConfigEntry, FileEntry,
                        IndexEntry, Manifest, ModelInfo, Runtime, Versions, data_file, index_file, write_manifest)
 from .schema import features
@@ -77,10 +77,9 @@ def pack_artifact(
     vocab_vectors = vocab_vectors.reshape(len(tables["vocabulary"]), model.hidden_size)
     indexes = {  # one index per config, named after it (the vocabulary's: vocab), row i = the config's row i
         VOCAB_INDEX: (vocab_vectors, ("vocabulary",)),
-        **{name: (optimized_vectors(tables[name], model.hidden_size), (name,)) for name in OPTIMIZED_CONFIGS},
+        **{name: (optimized_vectors(tables[name], model.hidden_size), (name,))
+           for name in configs if name in OPTIMIZED_CONFIGS or name in OPTIONAL_CONFIGS},
     }
-    if "directions" in tables:
-        indexes[DIRECTIONS_INDEX] = (optimized_vectors(tables["directions"], model.hidden_size), ("directions",))
     index_entries = {}
     for name, (vectors, sources) in indexes.items():
         write_index(build_index(vectors), out / index_file(name), tmp_dir=tmp_dir)
@@ -160,10 +159,11 @@ def _example_group(manifest: Manifest, groups) -> tuple[str, str, int]:
         return ("word", "relative", 10)
     rows = [dict(word=w, selection=s, k=k, target_rank=r) for w, s, k, r in
             zip(groups["word"], groups["selection"], groups["k"], groups["target_rank"])]
-    results = [r for r in (manifest.results or {}).get("word_groups", []) if r.get("top1") is not None]
+    evaluation = manifest.evaluation
+    results = [g for g in (evaluation.groups if evaluation else []) if g.top1_share is not None]
     if results:
-        best = max(results, key=lambda r: (r["top1"], r["selection"] == "relative", -r["k"]))
-        rows = [r for r in rows if (r["selection"], r["k"]) == (best["selection"], best["k"])] or rows
+        best = max(results, key=lambda g: (g.top1_share, g.selection == "relative", -g.k))
+        rows = [r for r in rows if (r["selection"], r["k"]) == (best.selection, best.k)] or rows
     row = next((r for r in rows if r["target_rank"] == 1), rows[0])
     return (row["word"], row["selection"], int(row["k"]))
 

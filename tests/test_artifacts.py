@@ -187,9 +187,10 @@ def test_card_front_matter(tiny_artifact: Path) -> None:
         assert paths == info["configs"][name]["files"]
     # The body names real rows (the usage examples must work when copied).
     neuron = read_config(tiny_artifact, "neurons").column("neuron")[0].as_py()
-    row = read_config(tiny_artifact, "word_groups").slice(0, 1).to_pylist()[0]
+    rows = read_config(tiny_artifact, "word_groups").select(["word", "selection", "k"]).to_pylist()
     assert f'nearest_words(neuron="{neuron}"' in card
-    assert f'nearest_words(group=("{row["word"]}", "{row["selection"]}", {row["k"]}))' in card
+    # A real group (which one: test_the_example_group_follows_the_stored_evaluation_not_the_row_order).
+    assert any(f'nearest_words(group=("{r["word"]}", "{r["selection"]}", {r["k"]}))' in card for r in rows)
     for name in CONFIGS:
         assert f"| `{name}` | {info['configs'][name]['rows']} |" in card
 
@@ -368,3 +369,42 @@ def test_activation_is_a_fresh_forward_of_the_stored_input(tiny_artifact: Path, 
         start = np.array([t[0] for t in table.column("activation_trace").to_pylist()])
         final = table.column("activation").to_numpy()
         assert np.mean(final > start) > 0.5, config
+
+
+def test_the_cards_example_group_comes_from_the_best_recovered_configuration(tiny_artifact: Path) -> None:
+    """The card's usage snippet queries a group of the (selection, k) with the highest top-1 share in the stored
+    evaluation, and, where that configuration recovered any target, a group whose target is its nearest token."""
+    import re
+
+    from ft_artifacts.manifest import read_manifest
+
+    evaluation = read_manifest(tiny_artifact).evaluation
+    card = (tiny_artifact / "README.md").read_text(encoding="utf-8")
+    word, selection, k = re.search(r"art\.nearest_words\(group=\(([\"'])(.*?)\1, ([\"'])(.*?)\3, (\d+)\)\)",
+                                   card).group(2, 4, 5)
+    chosen = evaluation.group(selection, int(k))
+    assert chosen is not None
+    assert chosen.top1_share == max(g.top1_share for g in evaluation.groups)
+    groups = read_config(tiny_artifact, "word_groups").to_pydict()
+    ranks = {w: r for w, s, n, r in zip(groups["word"], groups["selection"], groups["k"], groups["target_rank"])
+             if (s, n) == (selection, int(k))}
+    assert word in ranks and (ranks[word] == 1 or 1 not in ranks.values())
+
+
+def test_the_example_group_follows_the_stored_evaluation_not_the_row_order(tiny_artifact: Path) -> None:
+    """With the best top-1 share in a configuration whose rows come last, the example is from that configuration,
+    and is its row whose target is the nearest token, not the table's first such row."""
+    from dataclasses import replace as replaced
+
+    from ft_artifacts.manifest import read_manifest
+    from ft_artifacts.pack import _example_group
+
+    manifest = read_manifest(tiny_artifact)
+    evaluation = manifest.evaluation
+    shares = {("absolute", 10): 0.0, ("relative", 250): 0.5}
+    groups = [replaced(g, top1_share=shares.get((g.selection, g.k), 0.0)) for g in evaluation.groups]
+    manifest.results = replaced(evaluation, groups=groups).to_dict()
+    table = {"word": ["a", "b", "c", "d"], "selection": ["absolute", "absolute", "relative", "relative"],
+             "k": [10, 10, 250, 250], "target_rank": [1, 1, 3, 1]}
+    assert _example_group(manifest, table) == ("d", "relative", 250)
+
