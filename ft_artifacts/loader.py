@@ -162,7 +162,6 @@ class Artifact:
         import pyarrow.parquet as pq
 
         from .parquet_bounds import dense_strings
-
         from .rows import ROW_TYPES, column_types
 
         rows = self.manifest.configs[name].rows
@@ -226,19 +225,14 @@ class Artifact:
         entry = self.manifest.indexes[name]
         path = self.path / entry.path
         if path.is_file():
-            source = self._source(entry.path)
-            try:
-                return read_index(source, entry.dimension, entry.rows)
-            except ArtifactError as exc:  # name the file, not the handle it was read through
-                raise ArtifactError(str(exc).replace(source, str(path))) from None
+            return self._read_listed(entry.path, lambda source: read_index(source, entry.dimension, entry.rows))
         logger.warning("%s is missing; rebuilding it from the artifact's vectors", entry.path)
         parts = []
         for config, _ in entry.sources:
             vectors = self._vectors(config)
             if config != "vocabulary":
                 vectors = vectors.copy()  # the cache stays as read
-                diverged = self._direction_diverged if config == "directions" else self._diverged[config]
-                vectors[diverged] = 0.0  # no direction: never near anything
+                vectors[self._diverged[config]] = 0.0  # no direction: never near anything
             parts.append(vectors)
         return build_index(np.concatenate(parts))
 
@@ -247,14 +241,6 @@ class Artifact:
         """The `directions` config's own exact cosine index (index/directions.faiss, row i: directions row i;
         diverged rows are zero), as `index("directions")`."""
         return self.index("directions")
-
-    @cached_property
-    def _direction_names(self) -> dict[str, int]:
-        return {label: i for i, label in enumerate(self._column("directions", "direction"))}
-
-    @cached_property
-    def _direction_diverged(self) -> np.ndarray:
-        return np.array([bool(v) for v in self._column("directions", "diverged")], dtype=bool)
 
     @cached_property
     def _tokens(self) -> list[str]:
@@ -327,12 +313,17 @@ class Artifact:
         name, offset = self.manifest.index_of(config)
         entry = self.manifest.indexes[name]
         if name not in self._indexes and (self.path / entry.path).is_file():
-            source = self._source(entry.path)
-            try:
-                return read_index_row(source, entry.dimension, entry.rows, offset + row)
-            except ArtifactError as exc:  # name the file, not the handle it was read through
-                raise ArtifactError(str(exc).replace(source, str(self.path / entry.path))) from None
+            return self._read_listed(entry.path,
+                                     lambda source: read_index_row(source, entry.dimension, entry.rows, offset + row))
         return self.index(config).reconstruct(offset + row)
+
+    def _read_listed(self, rel: str, read):
+        """`read(source)` of a listed file through `_source`; an error names the file, not the handle read."""
+        source = self._source(rel)
+        try:
+            return read(source)
+        except ArtifactError as exc:
+            raise ArtifactError(str(exc).replace(source, str(self.path / rel))) from None
 
     def _raw_vectors(self, query) -> np.ndarray:
         h = self.manifest.model.hidden_size
@@ -376,7 +367,7 @@ class Artifact:
             raise ArtifactError(_NO_DIRECTIONS)
         if not isinstance(label, str):
             raise ArtifactError(f"direction= takes a label like 'L3.probe[0]' (got {label!r})")
-        names = self._direction_names
+        names = self._rows["directions"]
         row = names.get(label)
         if row is None:
             import difflib
@@ -386,7 +377,7 @@ class Artifact:
             raise ArtifactError(f"{label!r} is not one of this artifact's {len(names)} directions"
                                 + (f"; did you mean `{close[0]}`?" if close else "") + f" (they are: {shown}); "
                                 "`ft-artifacts info ARTIFACT --directions` lists them all")
-        if self._direction_diverged[row]:
+        if self._diverged["directions"][row]:
             raise ArtifactError(f"{label}: its optimization diverged (non-finite values); it has no nearest words")
         return row
 
@@ -468,7 +459,8 @@ class Artifact:
         return out
 
 
-NAME_COLUMNS = {"neurons": "neuron", "word_groups": "group"}  # the column naming an optimized config's rows
+# The column naming the rows of each config that has optimized rows.
+NAME_COLUMNS = {"neurons": "neuron", "word_groups": "group", "directions": "direction"}
 
 
 class _PerConfig(dict):
