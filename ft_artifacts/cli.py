@@ -304,7 +304,7 @@ def textualize(neurons, model, device, precision, word, selection, group_size, s
         if direction is not None:
             rows = textualize_direction_request(model, direction, layer, config, device=device,
                                                 precision=_precision(precision), nearest=nearest,
-                                                progress=_Estimate(bars, steps))
+                                                progress=_Estimate(bars, steps), scan_cache=not no_scan_cache)
         else:
             rows = textualize_request(
                 model, list(neurons), word, selection, group_size, config, device=device,

@@ -16,7 +16,6 @@ from .optimize import OptimConfig
 from .precision import check as check_precision
 from .progress import Progress, stage
 from .rows import GroupRow, NeuronRow
-from .scan import scan_vocabulary
 from .settings import DEFAULT_NEAREST, check_selection
 from .settings import check_length as _check_length
 from .textualize import group_objective, neuron_objectives, textualize
@@ -45,11 +44,7 @@ def textualize_request(
     (the paper keeps the final step's: `keep="final"`, the default); see `keep_best`."""
     if keep not in KEEP:
         raise ObjectiveError(f"keep must be one of {', '.join(KEEP)} (got {keep!r})")
-    config.validate()  # every cheap check runs before the model load and the vocabulary scan
-    if precision is not None:
-        check_precision(precision)
-    if nearest < 1:
-        raise ObjectiveError(f"--nearest must be at least 1 (got {nearest})")
+    _check_request(config, precision, nearest)  # every cheap check runs before the model load and the scan
     if word:
         check_selection(selection)
     lm = load_model(model, device=device)
@@ -74,6 +69,16 @@ def textualize_request(
 
 
 KEEP = ("final", "best")
+
+
+def _check_request(config: OptimConfig, precision: str | None, nearest: int) -> None:
+    """The checks every textualize request makes before it loads a model: the optimizer settings, the precision
+    mode and the nearest count."""
+    config.validate()
+    if precision is not None:
+        check_precision(precision)
+    if nearest < 1:
+        raise ObjectiveError(f"--nearest must be at least 1 (got {nearest})")
 
 
 def keep_best(rows: list, run, config: OptimConfig, progress: Progress | None = None) -> list:
@@ -107,22 +112,22 @@ def textualize_direction_request(
     precision: str | None = None,
     nearest: int = DEFAULT_NEAREST,
     progress: Progress | None = None,
+    scan_cache: bool = True,
 ):
-    """Read the direction file (checked before the model loads), load the model, scan its vocabulary,
-    and textualize every direction of the file in layer `layer`'s neuron space."""
+    """Read the direction file (checked before the model loads), load the model, scan its vocabulary (or reuse
+    its cached scan, as `textualize_request` does), and textualize every direction of the file in layer
+    `layer`'s neuron space."""
     from .directions import check_directions, direction_labels, read_directions, textualize_directions
 
-    config.validate()
-    if precision is not None:
-        check_precision(precision)
-    if nearest < 1:
-        raise ObjectiveError(f"--nearest must be at least 1 (got {nearest})")
+    _check_request(config, precision, nearest)
     directions = read_directions(path)
     lm = load_model(model, device=device)
     check_length(lm, config.length)
     check_directions(directions, layer, lm.num_layers, lm.hidden_size, path)
     logger.info("scanning %d vocabulary items", lm.vocab_size)
-    scan = scan_vocabulary(lm, callback=stage(progress, "vocabulary scan"))
+    from .scan_cache import cached_scan
+
+    scan = cached_scan(lm, use_cache=scan_cache, callback=stage(progress, "vocabulary scan"))
     return textualize_directions(lm, scan, directions, layer, config, labels=direction_labels(path, layer, len(directions)),
                                  nearest=min(nearest, lm.vocab_size), precision=precision,
                                  callback=stage(progress, "optimizing"))

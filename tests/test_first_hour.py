@@ -214,6 +214,24 @@ def test_textualize_uses_the_cache_in_hf_home(tiny_folder, tmp_path, monkeypatch
     assert strict_json(first.stdout) == strict_json(second.stdout)
 
 
+def test_textualize_direction_reuses_the_same_cached_scan(tiny_folder, tmp_path, monkeypatch):
+    """`textualize --direction` reads the scan cache as neuron and group requests do: the scan a neuron request
+    stored is the one it uses (no second scan)."""
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    fast = ["--model", tiny_folder, "--device", "cpu", "--steps", "3", "--json"]
+    assert cli("textualize", "L1.N3", *fast).exit_code == 0
+    scans = sorted((tmp_path / "hf" / "ft-artifacts" / "scans").glob("*/meta.json"))
+    assert len(scans) == 1
+    stamp = scans[0].stat().st_mtime_ns
+    width = json.loads((Path(tiny_folder) / "config.json").read_text())["hidden_size"]  # a layer's neurons
+    np.save(tmp_path / "probe.npy", np.random.default_rng(0).standard_normal((2, width)).astype(np.float32))
+    result = cli("textualize", "--direction", str(tmp_path / "probe.npy"), "--layer", "1", "-v", *fast)
+    assert result.exit_code == 0, result.output
+    assert "reusing the vocabulary scan cached in" in result.stderr
+    assert sorted((tmp_path / "hf" / "ft-artifacts" / "scans").glob("*/meta.json")) == scans
+    assert scans[0].stat().st_mtime_ns == stamp  # read, not written again
+
+
 def test_row_warnings(tiny):
     from ft_artifacts.optimize import OptimConfig
     from ft_artifacts.scan import scan_vocabulary
